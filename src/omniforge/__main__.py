@@ -1,0 +1,6 @@
+"""`python -m omniforge`: the CLI."""
+
+from .cli.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Internal request and result shapes shared by backends, the runtime and the service layer.
+
+These are plain dataclasses, independent of any wire format: the server translates OpenAI's
+JSON to and from them, the CLI and Python API build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass
+class Message:
+    """One chat turn. `content` is plain text (multimodal parts arrive with the vision issue)."""
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str
+
+
+@dataclass
+class GenerationParams:
+    """Sampling and constraint options for one text generation."""
+
+    max_tokens: int | None = None  # None: up to the end of the context window
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    # Constrained output: {"type": "json_object"} or {"type": "json_schema", "schema": {...}}
+    response_format: dict[str, Any] | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class TextDelta:
+    """A piece of streamed text. The last delta of a stream carries finish_reason and usage."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass
+class TextResult:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str
+    duration: float  # seconds of audio
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class EmbeddingResult:
+    vectors: list[list[float]]
+    prompt_tokens: int
