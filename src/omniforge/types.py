@@ -76,6 +76,10 @@ class Segment:
     words: list[Word] = field(default_factory=list)
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    seek: int | None = None  # decoder window offset, in 10 ms mel frames
+    tokens: list[int] = field(default_factory=list)
+    temperature: float = 0.0  # the decoding temperature that produced this segment
+    compression_ratio: float | None = None
 
 
 @dataclass

@@ -3,10 +3,9 @@
 
 verbose_json follows OpenAI's shape: task, language (the full lower-case name, "english"; always
 "english" for a translation, which is the language of its output), duration, text, then
-`segments` and `words` when asked for (OpenAI's timestamp_granularities). Segment fields the
-Transcript does not carry get Whisper's meaning where it can be computed: `seek` from the start
-time in 10 ms mel frames, `compression_ratio` from the text as Whisper computes it (zlib),
-`tokens` empty and `temperature` 0.0.
+`segments` and `words` when asked for (OpenAI's timestamp_granularities). Segment fields an
+engine did not fill get Whisper's meaning where it can be computed: `seek` from the start time in
+10 ms mel frames, `compression_ratio` from the text as Whisper computes it (zlib).
 """
 
 from __future__ import annotations
@@ -128,16 +127,15 @@ def _compression_ratio(text: str) -> float:
 
 
 def _segment_json(seg: Segment) -> dict[str, Any]:
-    # getattr: fields the internal Segment may carry in a later version; computed when absent.
-    compression_ratio = getattr(seg, "compression_ratio", None)
+    compression_ratio = seg.compression_ratio
     return {
         "id": seg.id,
-        "seek": int(getattr(seg, "seek", round(seg.start * 100))),
+        "seek": seg.seek if seg.seek is not None else round(seg.start * 100),
         "start": seg.start,
         "end": seg.end,
         "text": seg.text,
-        "tokens": list(getattr(seg, "tokens", None) or []),
-        "temperature": float(getattr(seg, "temperature", None) or 0.0),
+        "tokens": list(seg.tokens),
+        "temperature": seg.temperature,
         "avg_logprob": seg.avg_logprob if seg.avg_logprob is not None else 0.0,
         "compression_ratio": compression_ratio if compression_ratio is not None else _compression_ratio(seg.text),
         "no_speech_prob": seg.no_speech_prob if seg.no_speech_prob is not None else 0.0,

@@ -18,7 +18,6 @@ from ..types import EmbeddingResult, GenerationParams, Message, TextDelta, Trans
 
 if TYPE_CHECKING:
     from ..catalog.spec import ModelSpec
-    from ..config import Settings
 
 
 class ModelInstance(ABC):

@@ -9,7 +9,6 @@ This module knows nothing about audio files: it takes float32 samples at 16 kHz.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,6 @@ BEAM_SIZE = 5  # see the module docstring for the measurement
 TASKS = ("transcribe", "translate")
 LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
 # Segment fields beyond the contract's that faster-whisper knows; passed on if types.Segment grows them.
-_SEGMENT_FIELDS = {f.name for f in dataclasses.fields(Segment)}
 
 
 def _temperatures(temperature: float) -> tuple[float, ...]:
@@ -122,12 +120,6 @@ class WhisperTranscription(TranscriptionModel):
             for w in (raw.words or [])
             if word_timestamps
         ]
-        extra = {
-            "seek": int(raw.seek),
-            "tokens": list(raw.tokens),
-            "temperature": float(raw.temperature or 0.0),
-            "compression_ratio": float(raw.compression_ratio),
-        }
         return Segment(
             id=index,
             start=float(raw.start),
@@ -136,7 +128,10 @@ class WhisperTranscription(TranscriptionModel):
             words=words,
             avg_logprob=float(raw.avg_logprob),
             no_speech_prob=float(raw.no_speech_prob),
-            **{k: v for k, v in extra.items() if k in _SEGMENT_FIELDS},
+            seek=int(raw.seek),
+            tokens=list(raw.tokens),
+            temperature=float(raw.temperature or 0.0),
+            compression_ratio=float(raw.compression_ratio),
         )
 
     def close(self) -> None:
