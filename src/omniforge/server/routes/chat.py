@@ -1,0 +1,158 @@
+"""POST /v1/chat/completions: OpenAI chat, whole or streamed as server-sent events.
+
+Content may be a string or a list of parts; text parts are joined, and media parts are refused
+until the chat model can see or hear. Choices (n) run one after another on the same lease.
+A stream sends each choice's role first, then its text, then a chunk with its finish_reason;
+with stream_options.include_usage a last chunk with no choices carries the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ...errors import InvalidRequestError
+from ...service import LeasedStream
+from ...types import Message, TextDelta
+from ..errors import to_error
+from ..metrics import Metrics
+from ..protocol import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessage, ResponseFormat
+from ..streaming import LeasedStreamingResponse, iterate, sse, sse_error
+from . import SYSTEM_FINGERPRINT, blocking, metrics_of, new_id, now, served_by, service_of
+from ._text import UsageSum, n_of, params, refuse_unsupported
+
+router = APIRouter(tags=["chat"])
+
+# Content part types that carry media: refused by name until a model in the chat can take them.
+_MEDIA_PARTS = {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file", "video_url"}
+
+
+def _message(i: int, m: ChatMessage) -> Message:
+    if m.content is None:
+        return Message(m.role, "")  # type: ignore[arg-type]  # the service validates roles
+    if isinstance(m.content, str):
+        return Message(m.role, m.content)  # type: ignore[arg-type]
+    texts = []
+    for j, part in enumerate(m.content):
+        kind = part.get("type")
+        where = f"messages[{i}].content[{j}]"
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise InvalidRequestError(f"{where}.text must be a string", param=f"{where}.text")
+            texts.append(part["text"])
+        elif kind in _MEDIA_PARTS:
+            raise InvalidRequestError(
+                f"{where} is a '{kind}' part: images and audio in chat are not supported yet by this model; "
+                "send text parts only",
+                param=f"{where}.type",
+                code="unsupported_content",
+            )
+        else:
+            raise InvalidRequestError(f"{where}.type {kind!r} is not a known content part type", param=f"{where}.type")
+    return Message(m.role, "\n".join(texts))  # type: ignore[arg-type]
+
+
+def _response_format(rf: ResponseFormat | None) -> dict[str, Any] | None:
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return {"type": "json_object"}
+    schema = rf.json_schema.schema_ if rf.json_schema else None
+    if schema is None:
+        raise InvalidRequestError(
+            "response_format of type json_schema needs json_schema.schema (a JSON Schema object)",
+            param="response_format.json_schema",
+        )
+    assert rf.json_schema is not None
+    return {"type": "json_schema", "schema": schema, "name": rf.json_schema.name, "strict": rf.json_schema.strict}
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
+    service = service_of(request)
+    refuse_unsupported(
+        frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
+        logit_bias=body.logit_bias, logprobs=body.logprobs, top_logprobs=body.top_logprobs, tools=body.tools,
+    )
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
+    messages = [_message(i, m) for i, m in enumerate(body.messages)]
+    n = n_of(body.n)
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    p = params(
+        max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
+        response_format=_response_format(body.response_format),
+    )
+    spec = await blocking(service.catalog.resolve, body.model, "text")
+    headers = served_by(request, spec)
+    stream = await blocking(service.stream_chat, messages, spec.id, p, n)
+    meta = {"id": new_id("chatcmpl"), "created": now(), "model": spec.id}
+    metrics = metrics_of(request)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return LeasedStreamingResponse(
+            _events(stream, meta, include_usage, metrics),
+            on_close=stream.close,
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    texts, usage = await blocking(_collect, stream, n)
+    metrics.count_tokens(spec.id, usage.prompt_tokens, usage.completion_tokens)
+    result = ChatCompletion(
+        **meta,
+        system_fingerprint=SYSTEM_FINGERPRINT,
+        choices=[
+            ChatChoice(index=i, message=AssistantMessage(content=texts[i]), finish_reason=usage.finish.get(i, "stop"))
+            for i in range(n)
+        ],
+        usage=usage.wire(),
+    )
+    return JSONResponse(result.model_dump(), headers=headers)
+
+
+def _collect(stream: LeasedStream[tuple[int, TextDelta]], n: int) -> tuple[list[str], UsageSum]:
+    parts: list[list[str]] = [[] for _ in range(n)]
+    usage = UsageSum()
+    try:
+        for i, delta in stream:
+            parts[i].append(delta.text)
+            usage.add(i, delta)
+    finally:
+        stream.close()
+    return ["".join(p) for p in parts], usage
+
+
+async def _events(
+    stream: LeasedStream[tuple[int, TextDelta]], meta: dict[str, Any], include_usage: bool, metrics: Metrics
+) -> AsyncIterator[str]:
+    base = {"id": meta["id"], "object": "chat.completion.chunk", "created": meta["created"], "model": meta["model"],
+            "system_fingerprint": SYSTEM_FINGERPRINT}
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> str:
+        event = {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if include_usage:
+            event["usage"] = None  # as OpenAI: every chunk but the last has a null usage
+        return sse(event)
+
+    usage = UsageSum()
+    started: set[int] = set()
+    try:
+        async for i, delta in iterate(stream):
+            if i not in started:
+                started.add(i)
+                yield chunk(i, {"role": "assistant", "content": ""})
+            if delta.text:
+                yield chunk(i, {"content": delta.text})
+            if delta.finish_reason:
+                usage.add(i, delta)
+                yield chunk(i, {}, delta.finish_reason)
+        if include_usage:
+            yield sse({**base, "choices": [], "usage": usage.wire().model_dump()})
+        yield "data: [DONE]\n\n"
+    except Exception as exc:  # the response has started: report in-band, as OpenAI does
+        yield sse_error(to_error(exc))
+    finally:
+        metrics.count_tokens(meta["model"], usage.prompt_tokens, usage.completion_tokens)

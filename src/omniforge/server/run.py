@@ -1,0 +1,92 @@
+"""Run the server: `serve(settings)` starts uvicorn on settings.host:port, preloads
+settings.preload, and prints the URL and the models it serves once it is listening.
+
+    python -m omniforge.server.run [--host H] [--port P] [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from ..config import Settings, load_settings
+from ..service import Service
+from .app import create_app
+
+log = logging.getLogger("omniforge.server")
+
+
+def _banner(settings: Settings, service: Service) -> str:
+    host = settings.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{shown}:{settings.port}"
+    lines = [f"omniforge serving on {url}  (OpenAI base_url: {url}/v1)"]
+    if settings.api_keys:
+        lines.append("  auth: bearer API key required (settings.api_keys)")
+    lines.append("  models:")
+    for spec in service.models():
+        aliases = f"  aliases: {', '.join(spec.aliases)}" if spec.aliases else ""
+        lines.append(f"    {spec.id:<22} {spec.modality:<14} {spec.license}{aliases}")
+    defaults = (f"chat={settings.default_chat_model} speech={settings.default_speech_model} "
+                f"transcription={settings.default_transcription_model} "
+                f"embedding={settings.default_embedding_model}")
+    lines.append(f"  OpenAI names resolve to the defaults: {defaults}")
+    return "\n".join(lines)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, printing the banner once the socket is listening."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self._banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            print(self._banner, flush=True)
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM), then unload the models."""
+    settings = settings or load_settings()
+    level = settings.log_level.upper()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("omniforge").setLevel(level)
+    service = Service(settings)
+    try:
+        app = create_app(service, settings)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=5,
+        )
+        _Server(config, _banner(settings, service)).run()
+    finally:
+        service.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m omniforge.server.run", description="Run omniforge's OpenAI-compatible HTTP server."
+    )
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--config", help="TOML settings file")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, host=args.host, port=args.port)
+    except Exception as exc:  # a bad setting: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
