@@ -76,7 +76,9 @@ def speak(
     (format from the path's suffix unless named)."""
     fmt = format or (Path(path).suffix.lstrip(".").lower() if path else "") or "wav"
     _, _, stream = get_service().speak(text, model, voice, speed, fmt)
-    data = b"".join(stream)
+    from .audio.codec import finish_wav
+
+    data = finish_wav(b"".join(stream))
     if path is not None:
         from .storage import write_atomic
 

@@ -202,6 +202,14 @@ def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
     )
 
 
+def finish_wav(data: bytes) -> bytes:
+    """A streamed WAV carries "unknown length" sizes; a whole file gets the real ones."""
+    if len(data) >= 44 and data[:4] == b"RIFF" and data[36:40] == b"data" and data[40:44] == b"\xff" * 4:
+        (rate,) = struct.unpack("<I", data[24:28])
+        return wav_header(rate, len(data) - 44) + data[44:]
+    return data
+
+
 def encode(pcm_int16: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """Encode mono int16 samples at `sample_rate` as a whole file in `fmt` (one of
     SUPPORTED_SPEECH_FORMATS). "pcm" comes out at 24 kHz (see the module docstring)."""
