@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from ..backends import get_backend
 from ..errors import InvalidRequestError, ModelNotFoundError
 from .embedded import EMBEDDED
-from ..backends import get_backend
 from .spec import ModelSpec
 
 # OpenAI model names resolve to the configured default of their modality, so existing OpenAI
