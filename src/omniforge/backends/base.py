@@ -40,7 +40,7 @@ class ModelInstance(ABC):
 
 class TextModel(ModelInstance):
     modality = "text"
-    supports_fim: ClassVar[bool] = False  # fill-in-the-middle (completions `suffix`)
+    supports_fim: bool = False  # fill-in-the-middle (completions `suffix`); may depend on the weights
     supports_grammar: ClassVar[bool] = False  # response_format enforced by grammar
 
     @property
