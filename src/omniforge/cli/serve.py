@@ -44,6 +44,4 @@ def serve(
         ids = [spec.id for spec in catalog.all()]
     if ids is not None:
         settings = settings.replace(preload=ids)
-    for model_id in settings.preload:  # a typo fails here in one line, not in the server's startup
-        catalog.get(model_id)
     run_server(settings)

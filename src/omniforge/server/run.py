@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from ..config import Settings, load_settings
+from ..errors import OmniforgeError
 from ..service import Service
 from .app import create_app
 
@@ -61,6 +62,8 @@ def serve(settings: Settings | None = None) -> None:
     logging.getLogger("omniforge").setLevel(level)
     service = Service(settings)
     try:
+        for model_id in settings.preload:  # a typo fails here in one line, not in the app's startup
+            service.model(model_id)
         app = create_app(service, settings)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
@@ -80,11 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML settings file")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config, host=args.host, port=args.port)
-    except Exception as exc:  # a bad setting: say which, no traceback
-        print(f"error: {exc}", file=sys.stderr)
+        serve(load_settings(args.config, host=args.host, port=args.port))
+    except OmniforgeError as exc:  # a bad setting or preload id: say which, no traceback
+        print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    serve(settings)
     return 0
 
 
