@@ -40,7 +40,8 @@ class EchoModel(TextModel):
     def chat_prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
         return " ".join(m.content for m in messages), ["STOP"]
 
-    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None) -> Iterator[TextDelta]:
+    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None,
+                 images: list[Any] | None = None) -> Iterator[TextDelta]:
         words = prompt.split()
         if len(words) > self.context_length:
             raise ContextLengthExceededError(f"{len(words)} tokens > {self.context_length}")

@@ -7,6 +7,7 @@ JSON to and from them, the CLI and Python API build them directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length"]
@@ -14,10 +15,13 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass
 class Message:
-    """One chat turn. `content` is plain text (multimodal parts arrive with the vision issue)."""
+    """One chat turn: text, plus the images (encoded bytes: PNG, JPEG, ...) and audio clips
+    (encoded bytes in any container) attached to it, in order of appearance."""
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str
+    images: list[bytes] = field(default_factory=list)
+    audio: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -94,3 +98,57 @@ class Transcript:
 class EmbeddingResult:
     vectors: list[list[float]]
     prompt_tokens: int
+
+
+ProgressFn = Callable[[int, int], None]  # (steps done, steps in all); called from the worker thread
+
+
+@dataclass
+class ImageParams:
+    """One image request: text-to-image, or with `image` (image-to-image) and `mask` (inpainting:
+    white pixels are repainted). Backends fill in their own defaults for the None fields."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    scheduler: str | None = None  # a diffusers scheduler class name, e.g. "EulerDiscreteScheduler"
+    n: int = 1
+    strength: float = 0.8  # image-to-image / inpainting: how much of the input is repainted
+    image: Any = None  # PIL.Image.Image (RGB) or None
+    mask: Any = None  # PIL.Image.Image (L) or None
+
+
+@dataclass
+class ImageResult:
+    images: list[Any]  # PIL.Image.Image, RGB, at the requested size
+    seed: int  # the seed of the first image; image i used seed + i
+    steps: int
+
+
+@dataclass
+class VideoParams:
+    prompt: str
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    seconds: float | None = None  # wanted duration; backends round to whole frames
+    fps: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    image: Any = None  # image-to-video: the first frame (PIL.Image.Image) or None
+
+
+@dataclass
+class VideoResult:
+    """An encoded MP4 (H.264, with an AAC voice-over track when the backend speaks)."""
+
+    mp4: bytes
+    width: int
+    height: int
+    seconds: float
+    has_audio: bool = False

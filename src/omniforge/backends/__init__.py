@@ -54,6 +54,13 @@ register_backend("faster-whisper", "transcription", "omniforge.backends.faster_w
 register_backend(
     "sentence-transformers", "embedding", "omniforge.backends.sentence_transformers", "sentence-transformers"
 )
+register_backend("house-image", "image", "omniforge.backends.house_image", "diffusers")
+register_backend("diffusers", "image", "omniforge.backends.diffusers_image", "diffusers")
+register_backend("diffusers-video", "video", "omniforge.backends.diffusers_video", "diffusers")
+register_backend("storyboard", "video", "omniforge.backends.storyboard")
+register_backend("image-facts", "vision", "omniforge.backends.image_facts", "rapidocr-onnxruntime")
+register_backend("transformers-vlm", "text", "omniforge.backends.transformers_vlm", "transformers")
+register_backend("llama-cpp-vision", "text", "omniforge.backends.llama_cpp_vision", "llama-cpp-python")
 
 
 def _load_plugins() -> None:

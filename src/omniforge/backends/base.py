@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..types import EmbeddingResult, GenerationParams, Message, TextDelta, Transcript
+from ..types import (
+    EmbeddingResult, GenerationParams, ImageParams, ImageResult, Message, ProgressFn, TextDelta, Transcript,
+    VideoParams, VideoResult,
+)
 
 if TYPE_CHECKING:
     from ..catalog.spec import ModelSpec
@@ -42,6 +45,9 @@ class TextModel(ModelInstance):
     modality = "text"
     supports_fim: bool = False  # fill-in-the-middle (completions `suffix`); may depend on the weights
     supports_grammar: ClassVar[bool] = False  # response_format enforced by grammar
+    # Takes Message.images itself (a vision-language model). Otherwise the service has a vision
+    # model analyse each image and hands the LLM what it found, as text.
+    accepts_images: bool = False
 
     @property
     @abstractmethod
@@ -55,8 +61,11 @@ class TextModel(ModelInstance):
         """Render messages with the model's chat template: (prompt, extra stop sequences)."""
 
     @abstractmethod
-    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None) -> Iterator[TextDelta]:
+    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None,
+                 images: list[Any] | None = None) -> Iterator[TextDelta]:
         """Stream the completion of `prompt`. The last delta has finish_reason and usage set.
+        `images` (PIL.Image.Image, in order of appearance) only reach models that accept_images;
+        `chat_prompt` marks where each goes.
 
         Raises ContextLengthExceededError before generating when the prompt does not fit.
         """
@@ -107,3 +116,51 @@ class EmbeddingModel(ModelInstance):
     def embed(self, texts: list[str]) -> EmbeddingResult:
         """Normalized embeddings of `texts`, in order."""
 
+
+
+class ImageModel(ModelInstance):
+    """Makes images: text-to-image always; image-to-image and inpainting where flagged."""
+
+    modality = "image"
+    supports_image_to_image: ClassVar[bool] = False
+    supports_inpainting: ClassVar[bool] = False
+    default_size: tuple[int, int] = (512, 512)  # (width, height)
+    size_multiple: int = 8  # width and height must be multiples of this
+    max_size: int = 2048
+    default_steps: int = 20
+    max_prompt_tokens: int | None = None  # the text encoder's limit, if it has one
+
+    def prompt_tokens(self, text: str) -> int | None:
+        """How many tokens the text encoder sees for `text` (None if it does not count)."""
+        return None
+
+    @abstractmethod
+    def generate(self, params: ImageParams, progress: ProgressFn | None = None) -> ImageResult:
+        """Make `params.n` images. Sizes and the prompt's length were validated against the
+        attributes above by the service; a backend raises InvalidRequestError for what only it
+        can check (an unknown scheduler, say)."""
+
+
+class VideoModel(ModelInstance):
+    """Makes a short video from a prompt (and, where flagged, a first frame)."""
+
+    modality = "video"
+    supports_image_to_video: ClassVar[bool] = False
+    default_size: tuple[int, int] = (256, 256)
+    max_seconds: float = 60.0
+
+    @abstractmethod
+    def generate(self, params: VideoParams, progress: ProgressFn | None = None,
+                 context: Any = None) -> VideoResult:
+        """Make the video. `context` is the Service, for composite models (a storyboard writes
+        scenes with the LLM, draws them with the image model and narrates them)."""
+
+
+class VisionModel(ModelInstance):
+    """Looks at an image and says what is in it, as text an LLM can use."""
+
+    modality = "vision"
+
+    @abstractmethod
+    def analyse(self, image: Any, prompt: str | None = None) -> str:
+        """Facts about `image` (PIL.Image.Image, RGB) as short plain-text lines."""

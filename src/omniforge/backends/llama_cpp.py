@@ -220,7 +220,8 @@ class LlamaCppModel(TextModel):
         self._last_dialogue = prompt
         return prompt, list(_PLAIN_STOPS)
 
-    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None) -> Iterator[TextDelta]:
+    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None,
+                 images: list[Any] | None = None) -> Iterator[TextDelta]:
         """Validate and tokenize now, so every error raises here before any token; then stream."""
         _check_params(params)
         gbnf = self._grammar(params.response_format)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InvalidRequestError
 
-MODALITIES = ("text", "speech", "transcription", "embedding")
+MODALITIES = ("text", "speech", "transcription", "embedding", "image", "video", "vision")
 
 
 @dataclass
