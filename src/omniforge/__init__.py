@@ -1,7 +1,9 @@
 """omniforge: self-hosted generative AI on open-weight models — text, code, speech, transcripts,
-embeddings — as a Python library, a CLI and an OpenAI-compatible server."""
+embeddings, images, video — as a Python library, a CLI and an OpenAI-compatible server."""
 
-from .api import chat, complete, configure, embed, get_service, models, speak, transcribe
+from .api import (
+    chat, complete, configure, describe, edit_image, embed, get_service, image, models, speak, transcribe, video,
+)
 from .errors import OmniforgeError
 from .types import GenerationParams, Message, Transcript
 
@@ -16,9 +18,13 @@ __all__ = [
     "chat",
     "complete",
     "configure",
+    "describe",
+    "edit_image",
     "embed",
     "get_service",
+    "image",
     "models",
     "speak",
     "transcribe",
+    "video",
 ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .catalog import ModelSpec
 from .config import load_settings
 from .service import Service
-from .types import GenerationParams, Message, Transcript
+from .types import GenerationParams, ImageParams, Message, Transcript
 
 _service: Service | None = None
 _lock = threading.Lock()
@@ -112,3 +113,60 @@ def embed(texts: str | list[str], *, model: str | None = None) -> list[float] | 
 
 def models() -> list[ModelSpec]:
     return get_service().models()
+
+
+def _read(data: str | Path | bytes) -> bytes:
+    return data if isinstance(data, bytes) else Path(data).read_bytes()
+
+
+def image(prompt: str, path: str | Path | None = None, *, model: str | None = None, **params: object) -> list[Any]:
+    """Make images (PIL images, `n` of them) from a prompt; the first is written to `path` when
+    given. `params` are ImageParams fields: width, height, steps, guidance, seed, n, ..."""
+    _, result = get_service().generate_image(ImageParams(prompt=prompt, **params), model)  # type: ignore[arg-type]
+    if path is not None:
+        _save_image(result.images[0], Path(path))
+    return result.images
+
+
+def edit_image(image: str | Path | bytes, prompt: str, path: str | Path | None = None, *,
+               mask: str | Path | bytes | None = None, model: str | None = None, **params: object) -> list[Any]:
+    """Repaint the mask's transparent (or white) area of `image`, or redraw it after `prompt`."""
+    _, result = get_service().edit_image(_read(image), prompt, _read(mask) if mask is not None else None, model,
+                                         **params)
+    if path is not None:
+        _save_image(result.images[0], Path(path))
+    return result.images
+
+
+def _save_image(img: Any, path: Path) -> None:
+    from .imaging import encode_image
+    from .storage import write_atomic
+
+    fmt = {"jpg": "jpeg"}.get(path.suffix.lstrip(".").lower(), path.suffix.lstrip(".").lower() or "png")
+    write_atomic(path, encode_image(img, fmt))
+
+
+def video(prompt: str, path: str | Path, *, model: str | None = None, seconds: float = 8.0,
+          size: tuple[int, int] | None = None, timeout: float = 3600) -> dict[str, Any]:
+    """Make a video and write the MP4 to `path`; returns the finished job."""
+    import time
+
+    from .errors import OmniforgeError
+    from .storage import write_atomic
+
+    jobs = get_service().videos
+    job = jobs.create(prompt, model, seconds, size)
+    deadline = time.monotonic() + timeout
+    while job["status"] in ("queued", "in_progress") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = jobs.get(job["id"])
+    if job["status"] != "completed":
+        raise OmniforgeError(f"video {job['id']} {job['status']}: {(job.get('error') or {}).get('message', '')}")
+    file, _ = jobs.content(job["id"])
+    write_atomic(Path(path), file.read_bytes())
+    return job
+
+
+def describe(image: str | Path | bytes, *, prompt: str | None = None, model: str | None = None) -> str:
+    """What the image shows, in the chat model's words (a vision model analyses, the LLM describes)."""
+    return get_service().describe(_read(image), model, prompt).text.strip()

@@ -45,6 +45,9 @@ class Settings:
     default_transcription_model: str = "whisper-tiny.en"
     default_translation_model: str = "whisper-base"  # needs a multilingual model
     default_embedding_model: str = "all-minilm-l6-v2"
+    default_image_model: str = "house-image"
+    default_video_model: str = "storyboard"
+    default_vision_model: str = "image-facts"  # analyses images for chat models that cannot see
     # -- text generation defaults
     default_max_tokens: int = 512  # when a request gives none
 

@@ -18,7 +18,10 @@ from .catalog import Catalog, ModelSpec
 from .config import Settings, load_settings
 from .errors import InvalidRequestError, PayloadTooLargeError
 from .runtime import ModelManager
-from .types import EmbeddingResult, GenerationParams, Message, TextDelta, TextResult, Transcript, Usage
+from .types import (
+    EmbeddingResult, GenerationParams, ImageParams, ImageResult, Message, ProgressFn, TextDelta, TextResult,
+    Transcript, Usage,
+)
 
 log = logging.getLogger("omniforge.service")
 
@@ -33,6 +36,11 @@ OPENAI_VOICES = (
     "marin", "cedar",
 )
 ROLES = ("system", "developer", "user", "assistant", "tool")
+MAX_IMAGES = 10  # n for images, as OpenAI
+MAX_STEPS = 150
+# OpenAI's image quality names -> a factor on the model's default step count
+QUALITY_STEPS = {"low": 0.5, "medium": 1.0, "standard": 1.0, "auto": 1.0, "high": 2.0, "hd": 2.0}
+DESCRIBE_PROMPT = "Describe this image in one or two sentences."
 
 
 class LeasedStream(Generic[T]):
@@ -75,13 +83,17 @@ class Service:
             name: getattr(self.settings, name)
             for name in (
                 "default_chat_model", "default_speech_model", "default_transcription_model",
-                "default_translation_model", "default_embedding_model",
+                "default_translation_model", "default_embedding_model", "default_image_model",
+                "default_video_model", "default_vision_model",
             )
         }
         self.catalog = Catalog(self.settings.catalog_path, defaults)
         self.runtime = runtime or ModelManager(self.settings)
+        self._videos: Any = None
 
     def close(self) -> None:
+        if self._videos is not None:
+            self._videos.close()
         self.runtime.close()
 
     # -- models ----------------------------------------------------------------------------
@@ -145,6 +157,42 @@ class Service:
                 )
             if not isinstance(m.content, str):
                 raise InvalidRequestError("message content must be text", param=f"messages[{i}].content")
+            size = sum(len(b) for b in (*m.images, *m.audio))
+            if size > self.settings.max_upload_mb * 2**20:
+                raise PayloadTooLargeError(
+                    f"messages[{i}] attachments are {size / 2**20:.1f} MB, over the "
+                    f"{self.settings.max_upload_mb:g} MB limit",
+                    param=f"messages[{i}].content",
+                )
+
+    def _hear(self, messages: list[Message]) -> list[Message]:
+        """Audio attached to messages becomes its transcript (the chat models here do not hear)."""
+        out = []
+        for m in messages:
+            if m.audio:
+                heard = [self.transcribe(clip)[1].text.strip() for clip in m.audio]
+                said = "\n".join(f"(spoken) {t}" for t in heard if t)
+                m = replace(m, content="\n".join(x for x in (m.content, said) if x), audio=[])
+            out.append(m)
+        return out
+
+    def _see(self, messages: list[Message], accepts_images: bool) -> tuple[list[Message], list[Any]]:
+        """Images for a model that sees them, decoded in order; for one that does not, what the
+        vision model finds in each image, as text in its message."""
+        from .imaging import decode_image
+
+        images: list[Any] = []
+        out = []
+        for i, m in enumerate(messages):
+            decoded = [decode_image(b, f"messages[{i}].content") for b in m.images]
+            if decoded and not accepts_images:
+                facts = [self.analyse(img) for img in decoded]
+                seen = "\n".join(f"[Image {k + 1}: {f}]" for k, f in enumerate(facts))
+                m = replace(m, content=f"{seen}\n{m.content}".strip(), images=[])
+            else:
+                images.extend(decoded)
+            out.append(m)
+        return out, images
 
     def _generate(
         self, spec: ModelSpec, prompt_of: Any, params: GenerationParams, n: int, suffix: str | None
@@ -158,11 +206,12 @@ class Service:
                 raise InvalidRequestError(
                     f"model '{spec.id}' does not support fill-in-the-middle (suffix)", param="suffix"
                 )
-            prompt, stops = prompt_of(instance)
+            prompt, stops, images = prompt_of(instance)
             for i in range(n):
                 seed = None if params.seed is None else params.seed + i
                 p = replace(params, seed=seed, stop=[*params.stop, *stops])
-                for delta in instance.generate(prompt, p, suffix=suffix):
+                extra = {"images": images} if images else {}
+                for delta in instance.generate(prompt, p, suffix=suffix, **extra):
                     yield i, delta
 
         return self._stream(spec, run)
@@ -174,7 +223,14 @@ class Service:
         self._check_messages(messages)
         params = self._check_params(params or GenerationParams(), n)
         spec = self.catalog.resolve(model, "text")
-        return self._generate(spec, lambda inst: inst.chat_prompt(messages), params, n, None)
+        if any(m.audio for m in messages):
+            messages = self._hear(messages)
+
+        def prompt_of(instance: Any) -> tuple[str, list[str], list[Any]]:
+            seen, images = self._see(messages, instance.accepts_images)
+            return (*instance.chat_prompt(seen), images)
+
+        return self._generate(spec, prompt_of, params, n, None)
 
     def stream_complete(
         self,
@@ -188,7 +244,7 @@ class Service:
             raise InvalidRequestError("prompt must be a string", param="prompt")
         params = self._check_params(params or GenerationParams(), n)
         spec = self.catalog.resolve(model, "text")
-        return self._generate(spec, lambda inst: (prompt, []), params, n, suffix)
+        return self._generate(spec, lambda inst: (prompt, [], []), params, n, suffix)
 
     @staticmethod
     def collect(stream: Iterator[tuple[int, TextDelta]], n: int = 1) -> list[TextResult]:
@@ -281,3 +337,136 @@ class Service:
                 samples, language=language, prompt=prompt, task=task,
                 word_timestamps=word_timestamps, temperature=temperature,
             )
+
+    # -- images ----------------------------------------------------------------------------
+    def _check_image_params(self, params: ImageParams) -> None:
+        if not isinstance(params.prompt, str):
+            raise InvalidRequestError("prompt must be a string", param="prompt")
+        if not 1 <= params.n <= MAX_IMAGES:
+            raise InvalidRequestError(f"n must be between 1 and {MAX_IMAGES}", param="n")
+        if params.steps is not None and not 1 <= params.steps <= MAX_STEPS:
+            raise InvalidRequestError(f"steps must be between 1 and {MAX_STEPS}", param="steps")
+        if params.guidance is not None and not 0 <= params.guidance <= 50:
+            raise InvalidRequestError("guidance must be between 0 and 50", param="guidance")
+        if not 0 < params.strength <= 1:
+            raise InvalidRequestError("strength must be greater than 0 and at most 1", param="strength")
+        if params.quality is not None and params.quality not in QUALITY_STEPS:
+            raise InvalidRequestError(f"quality must be one of {', '.join(QUALITY_STEPS)}", param="quality")
+
+    @staticmethod
+    def _fit_image(spec: ModelSpec, instance: Any, params: ImageParams) -> ImageParams:
+        """Fill in the model's default size and refuse sizes and prompts the model cannot take."""
+        width = params.width or (params.image.width if params.image is not None else instance.default_size[0])
+        height = params.height or (params.image.height if params.image is not None else instance.default_size[1])
+        if params.image is not None and not (params.width or params.height):
+            # an input image keeps its size, rounded down to what the model can make
+            mult = instance.size_multiple
+            scale = min(1.0, instance.max_size / max(width, height))
+            width = max(mult, int(width * scale) // mult * mult)
+            height = max(mult, int(height * scale) // mult * mult)
+        for name, value in (("width", width), ("height", height)):
+            if value % instance.size_multiple or not instance.size_multiple <= value <= instance.max_size:
+                raise InvalidRequestError(
+                    f"size {width}x{height} is not possible with '{spec.id}': width and height must be "
+                    f"multiples of {instance.size_multiple} between {instance.size_multiple} and "
+                    f"{instance.max_size} (default {instance.default_size[0]}x{instance.default_size[1]})",
+                    param="size",
+                )
+        limit = instance.max_prompt_tokens
+        for field_name in ("prompt", "negative_prompt"):
+            text = getattr(params, field_name)
+            count = instance.prompt_tokens(text) if (limit and text) else None
+            if count is not None and count > limit:
+                raise InvalidRequestError(
+                    f"{field_name} is {count} tokens but the text encoder of '{spec.id}' reads at most "
+                    f"{limit}; shorten it (the rest would be cut off)",
+                    param=field_name,
+                    code="prompt_too_long",
+                )
+        if params.image is not None and not instance.supports_image_to_image:
+            raise InvalidRequestError(f"model '{spec.id}' cannot edit images", param="image")
+        if params.mask is not None and not instance.supports_inpainting:
+            raise InvalidRequestError(f"model '{spec.id}' cannot inpaint (edit with a mask)", param="mask")
+        if params.image is not None and (params.image.width, params.image.height) != (width, height):
+            from PIL import Image
+
+            params = replace(
+                params,
+                image=params.image.resize((width, height), Image.Resampling.LANCZOS),
+                mask=None if params.mask is None else params.mask.resize((width, height), Image.Resampling.NEAREST),
+            )
+        steps = params.steps
+        if steps is None:
+            steps = max(1, round(instance.default_steps * QUALITY_STEPS.get(params.quality or "auto", 1.0)))
+        return replace(params, width=width, height=height, steps=min(steps, MAX_STEPS))
+
+    def generate_image(self, params: ImageParams, model: str | None = None,
+                       progress: ProgressFn | None = None) -> tuple[ModelSpec, ImageResult]:
+        """Text-to-image; with params.image image-to-image, with params.mask too inpainting."""
+        self._check_image_params(params)
+        spec = self.catalog.resolve(model, "image")
+        with self.runtime.lease(spec) as instance:
+            params = self._fit_image(spec, instance, params)
+            if not params.prompt.strip() and params.image is None:
+                raise InvalidRequestError("prompt must not be empty", param="prompt")
+            return spec, instance.generate(params, progress)
+
+    def edit_image(self, image: bytes, prompt: str, mask: bytes | None = None, model: str | None = None,
+                   progress: ProgressFn | None = None, **options: Any) -> tuple[ModelSpec, ImageResult]:
+        """OpenAI's image edit: repaint the mask's transparent area (or the image's), or, with
+        no mask and an opaque image, redraw the whole image after the prompt."""
+        from .imaging import edit_inputs
+
+        self._check_upload(len(image) + len(mask or b""), "image")
+        rgb, area = edit_inputs(image, mask)
+        return self.generate_image(ImageParams(prompt=prompt, image=rgb, mask=area, **options), model, progress)
+
+    def image_variations(self, image: bytes, model: str | None = None, progress: ProgressFn | None = None,
+                         **options: Any) -> tuple[ModelSpec, ImageResult]:
+        """New images like `image`: image-to-image guided by what the house vocabulary reads in it."""
+        from .house.checker import read_scene
+        from .house.scenes import ATTRIBUTES, Caption
+        from .imaging import decode_image
+
+        self._check_upload(len(image), "image")
+        rgb = decode_image(image)
+        reading = read_scene(rgb)
+        prompt = Caption(**{a: getattr(reading, a) for a in ATTRIBUTES}).text() if reading is not None else ""
+        options.setdefault("strength", 0.6)
+        return self.generate_image(ImageParams(prompt=prompt, image=rgb, **options), model, progress)
+
+    def _check_upload(self, size: int, param: str) -> None:
+        if size > self.settings.max_upload_mb * 2**20:
+            raise PayloadTooLargeError(
+                f"{param} is {size / 2**20:.1f} MB, over the {self.settings.max_upload_mb:g} MB limit", param=param
+            )
+
+    # -- vision ----------------------------------------------------------------------------
+    def analyse(self, image: Any, model: str | None = None, prompt: str | None = None) -> str:
+        """What the vision model measures in `image` (PIL image or encoded bytes), as text."""
+        from .imaging import decode_image
+
+        if isinstance(image, bytes | bytearray):
+            self._check_upload(len(image), "image")
+            image = decode_image(bytes(image))
+        spec = self.catalog.resolve(model, "vision")
+        with self.runtime.lease(spec) as instance:
+            return instance.analyse(image, prompt)
+
+    def describe(self, image: bytes, model: str | None = None, prompt: str | None = None,
+                 params: GenerationParams | None = None) -> TextResult:
+        """A description of `image` by the chat model (which sees it, or reads what the vision
+        model found in it)."""
+        params = params or GenerationParams(temperature=0.0, max_tokens=80)
+        message = Message("user", prompt or DESCRIBE_PROMPT, images=[image])
+        return self.chat([message], model, params)[0]
+
+    # -- video -----------------------------------------------------------------------------
+    @property
+    def videos(self) -> Any:
+        """The video job queue (created on first use; resumes the job list from disk)."""
+        if self._videos is None:
+            from .video.jobs import VideoJobs
+
+            self._videos = VideoJobs(self, self.settings.home / "videos")
+        return self._videos

@@ -132,12 +132,12 @@ def test_content_parts_are_joined(client: openai.OpenAI) -> None:
     assert result.choices[0].finish_reason in ("stop", "length")
 
 
-def test_image_parts_are_refused_clearly(client: openai.OpenAI, http: httpx.Client) -> None:
+def test_unknown_media_parts_are_refused_clearly(client: openai.OpenAI, http: httpx.Client) -> None:
     parts = [{"type": "text", "text": "What is this?"},
-             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+             {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}]
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=MODEL, max_tokens=4, messages=[{"role": "user", "content": parts}])
-    assert "not supported yet" in info.value.message
+    assert "'file' part" in info.value.message
     assert info.value.param == "messages[0].content[1].type"
     assert_alive(http)
 

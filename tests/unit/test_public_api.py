@@ -12,7 +12,8 @@ import omniforge
 
 PUBLIC = {
     "GenerationParams", "Message", "OmniforgeError", "Transcript", "__version__",
-    "chat", "complete", "configure", "embed", "get_service", "models", "speak", "transcribe",
+    "chat", "complete", "configure", "describe", "edit_image", "embed", "get_service", "image", "models", "speak",
+    "transcribe", "video",
 }
 
 
@@ -27,7 +28,8 @@ def test_import_is_light() -> None:
     code = (
         "import sys, omniforge, omniforge.service;"
         "heavy = [m for m in ('torch', 'llama_cpp', 'faster_whisper', 'piper', 'sentence_transformers',"
-        " 'onnxruntime', 'ctranslate2', 'fastapi') if m in sys.modules];"
+        " 'onnxruntime', 'ctranslate2', 'fastapi', 'diffusers', 'transformers', 'rapidocr_onnxruntime', 'PIL')"
+        " if m in sys.modules];"
         "print(','.join(heavy))"
     )
     src = str(Path(omniforge.__file__).parents[1])

@@ -33,6 +33,11 @@ OPENAI_NAMES: dict[str, str] = {
         name: "default_embedding_model"
         for name in ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
     },
+    **{
+        name: "default_image_model"
+        for name in ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+    },
+    **{name: "default_video_model" for name in ("sora-2", "sora-2-pro")},
 }
 
 
@@ -84,6 +89,9 @@ class Catalog:
             "speech": "default_speech_model",
             "transcription": "default_transcription_model",
             "embedding": "default_embedding_model",
+            "image": "default_image_model",
+            "video": "default_video_model",
+            "vision": "default_vision_model",
         }[modality]
         if task == "translation":
             default_field = "default_translation_model"

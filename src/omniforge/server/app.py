@@ -25,7 +25,7 @@ from ..service import Service
 from . import errors
 from .errors import BodyTooLarge, error_response
 from .metrics import Metrics, MetricsMiddleware
-from .routes import audio, chat, completions, embeddings, health, models
+from .routes import audio, chat, completions, embeddings, health, images, models, videos
 
 log = logging.getLogger("omniforge.server")
 
@@ -143,7 +143,7 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     app.state.metrics = Metrics(service)
     app.state.started = int(time.time())
     errors.install(app)
-    for module in (models, chat, completions, embeddings, audio, health):
+    for module in (models, chat, completions, embeddings, audio, images, videos, health):
         app.include_router(module.router)
     # Outermost last: limit the body before anything reads it; count every request.
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_upload_mb * 2**20))

@@ -92,12 +92,15 @@ class ChatCompletionRequest(RequestModel):
     top_logprobs: int | None = None
     top_p: float | None = None
     user: str | None = None
+    modalities: list[str] | None = None
+    audio: AudioOutput | None = None
 
 
 class AssistantMessage(ResponseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    audio: dict[str, Any] | None = None
 
 
 class ChatChoice(ResponseModel):
@@ -200,3 +203,29 @@ class SpeechRequest(RequestModel):
 
 TRANSCRIPTION_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 TIMESTAMP_GRANULARITIES = ("word", "segment")
+
+
+# -- images ----------------------------------------------------------------------------------
+class ImageGenerationRequest(RequestModel):
+    prompt: str
+    model: str | None = None
+    n: int | None = None
+    quality: str | None = None
+    response_format: str | None = None
+    output_format: str | None = None
+    size: str | None = None
+    style: str | None = None  # accepted and ignored (dall-e-3's vivid / natural)
+    background: str | None = None  # accepted and ignored: images are opaque
+    user: str | None = None
+    # omniforge's own options (openai client: extra_body)
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+
+
+# -- chat audio output -----------------------------------------------------------------------
+class AudioOutput(RequestModel):
+    voice: str | dict[str, Any] | None = None
+    format: str | None = None

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
-from fastapi import Request
+from fastapi import Request, UploadFile
 
 from ... import __version__
+from ...errors import PayloadTooLargeError, UnsupportedMediaError
 from ..metrics import MODEL_HEADER
 
 if TYPE_CHECKING:
@@ -52,3 +53,14 @@ def new_id(prefix: str) -> str:
 
 def now() -> int:
     return int(time.time())
+
+
+async def read_upload(request: Request, file: UploadFile, param: str, what: str) -> bytes:
+    """An uploaded file's bytes, refused if empty or over `max_upload_mb` (as actually read)."""
+    limit = int(service_of(request).settings.max_upload_mb * 2**20)
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"{what} is over the {limit / 2**20:g} MB limit (setting max_upload_mb)", param=param)
+    if not data:
+        raise UnsupportedMediaError(f"{what} is empty", param=param)
+    return data

@@ -14,10 +14,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ...audio import subtitles
-from ...errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
+from ...errors import InvalidRequestError
 from ..protocol import TIMESTAMP_GRANULARITIES, TRANSCRIPTION_FORMATS, SpeechRequest
 from ..streaming import LeasedStreamingResponse, iterate
-from . import blocking, metrics_of, served_by, service_of
+from . import blocking, metrics_of, read_upload, served_by, service_of
 
 router = APIRouter(tags=["audio"])
 
@@ -40,18 +40,6 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
     return LeasedStreamingResponse(
         iterate(stream), on_close=stream.close, media_type=content_type, headers=served_by(request, spec)
     )
-
-
-async def _read_upload(request: Request, file: UploadFile) -> bytes:
-    limit = int(service_of(request).settings.max_upload_mb * 2**20)
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLargeError(
-            f"the audio file is over the {limit / 2**20:g} MB limit (setting max_upload_mb)", param="file"
-        )
-    if not data:
-        raise UnsupportedMediaError("the audio file is empty", param="file")
-    return data
 
 
 def _granularities(values: list[str] | None, fmt: str) -> set[str]:
@@ -84,7 +72,7 @@ async def _transcribe(
         service.catalog.resolve, model, "transcription", task="translation" if task == "translate" else None
     )
     served_by(request, spec)
-    audio = await _read_upload(request, file)
+    audio = await read_upload(request, file, "file", "the audio file")
     spec, transcript = await blocking(
         service.transcribe, audio, spec.id, language=language or None, prompt=prompt or None, task=task,
         word_timestamps="word" in chosen, temperature=0.0 if temperature is None else temperature,

@@ -1,7 +1,8 @@
 """POST /v1/chat/completions: OpenAI chat, whole or streamed as server-sent events.
 
-Content may be a string or a list of parts; text parts are joined, and media parts are refused
-until the chat model can see or hear. Choices (n) run one after another on the same lease.
+Content may be a string or a list of parts: text, image_url (data URLs) and input_audio. A model
+that sees gets the images; for one that does not, the vision model's findings go in as text, and
+audio goes in as its transcript. With modalities ["text", "audio"] the answer is spoken too. Choices (n) run one after another on the same lease.
 A stream sends each choice's role first, then its text, then a chunk with its finish_reason;
 with stream_options.include_usage a last chunk with no choices carries the usage.
 """
@@ -9,12 +10,15 @@ with stream_options.include_usage a last chunk with no choices carries the usage
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import base64
+import binascii
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...errors import InvalidRequestError
+from ...imaging import decode_data_url
 from ...service import LeasedStream
 from ...types import Message, TextDelta
 from ..errors import to_error
@@ -26,8 +30,29 @@ from ._text import UsageSum, n_of, params, refuse_unsupported
 
 router = APIRouter(tags=["chat"])
 
-# Content part types that carry media: refused by name until a model in the chat can take them.
-_MEDIA_PARTS = {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file", "video_url"}
+_IMAGE_PARTS = {"image_url", "input_image"}
+_AUDIO_PARTS = {"input_audio"}
+_UNSUPPORTED_PARTS = {"image", "audio", "file", "input_file", "video_url"}
+AUDIO_OUT_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus", "aac": "aac", "pcm16": "pcm"}
+
+
+def _image_part(part: dict[str, Any], where: str) -> bytes:
+    ref = part.get("image_url")
+    url = ref.get("url") if isinstance(ref, dict) else ref
+    if not isinstance(url, str):
+        raise InvalidRequestError(f"{where}.image_url.url must be a string", param=f"{where}.image_url")
+    return decode_data_url(url, f"{where}.image_url.url")
+
+
+def _audio_part(part: dict[str, Any], where: str) -> bytes:
+    ref = part.get("input_audio")
+    data = ref.get("data") if isinstance(ref, dict) else None
+    if not isinstance(data, str) or not data:
+        raise InvalidRequestError(f"{where}.input_audio.data must be base64 audio", param=f"{where}.input_audio")
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(f"{where}.input_audio.data is not valid base64", param=f"{where}.input_audio") from None
 
 
 def _message(i: int, m: ChatMessage) -> Message:
@@ -35,24 +60,54 @@ def _message(i: int, m: ChatMessage) -> Message:
         return Message(m.role, "")  # type: ignore[arg-type]  # the service validates roles
     if isinstance(m.content, str):
         return Message(m.role, m.content)  # type: ignore[arg-type]
-    texts = []
+    texts, images, audio = [], [], []
     for j, part in enumerate(m.content):
         kind = part.get("type")
         where = f"messages[{i}].content[{j}]"
-        if kind == "text":
+        if kind in ("text", "input_text"):
             if not isinstance(part.get("text"), str):
                 raise InvalidRequestError(f"{where}.text must be a string", param=f"{where}.text")
             texts.append(part["text"])
-        elif kind in _MEDIA_PARTS:
+        elif kind in _IMAGE_PARTS:
+            images.append(_image_part(part, where))
+        elif kind in _AUDIO_PARTS:
+            audio.append(_audio_part(part, where))
+        elif kind in _UNSUPPORTED_PARTS:
             raise InvalidRequestError(
-                f"{where} is a '{kind}' part: images and audio in chat are not supported yet by this model; "
-                "send text parts only",
+                f"{where} is a '{kind}' part, which chat does not take; send text, image_url or input_audio parts",
                 param=f"{where}.type",
                 code="unsupported_content",
             )
         else:
             raise InvalidRequestError(f"{where}.type {kind!r} is not a known content part type", param=f"{where}.type")
-    return Message(m.role, "\n".join(texts))  # type: ignore[arg-type]
+    return Message(m.role, "\n".join(texts), images=images, audio=audio)  # type: ignore[arg-type]
+
+
+def _audio_out(body: ChatCompletionRequest) -> tuple[str | None, str] | None:
+    """(voice, format) when the answer should be spoken too; None for text only."""
+    modalities = body.modalities or ["text"]
+    unknown = set(modalities) - {"text", "audio"}
+    if unknown:
+        raise InvalidRequestError("modalities takes text and audio", param="modalities")
+    if "audio" not in modalities:
+        return None
+    if body.audio is None:
+        raise InvalidRequestError('modalities ["text", "audio"] needs an audio parameter: {"voice", "format"}',
+                                  param="audio")
+    if body.stream:
+        raise InvalidRequestError("spoken answers are not streamed yet; set stream to false", param="stream")
+    fmt = body.audio.format or "wav"
+    if fmt not in AUDIO_OUT_FORMATS:
+        raise InvalidRequestError(f"audio.format must be one of {', '.join(AUDIO_OUT_FORMATS)}", param="audio.format")
+    voice = body.audio.voice.get("id") if isinstance(body.audio.voice, dict) else body.audio.voice
+    return voice, AUDIO_OUT_FORMATS[fmt]
+
+
+def _speak(service: Any, text: str, voice: str | None, fmt: str) -> dict[str, Any]:
+    _, _, stream = service.speak(text or "...", None, voice, 1.0, fmt)
+    data = b"".join(stream)
+    return {"id": new_id("audio"), "data": base64.b64encode(data).decode(), "expires_at": now() + 3600,
+            "transcript": text}
 
 
 def _response_format(rf: ResponseFormat | None) -> dict[str, Any] | None:
@@ -80,6 +135,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     if body.stream_options is not None and not body.stream:
         raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
     messages = [_message(i, m) for i, m in enumerate(body.messages)]
+    spoken = _audio_out(body)
     n = n_of(body.n)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     p = params(
@@ -101,16 +157,20 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         )
     texts, usage = await blocking(_collect, stream, n)
     metrics.count_tokens(spec.id, usage.prompt_tokens, usage.completion_tokens)
+    if spoken:
+        audio = [await blocking(_speak, service, text, *spoken) for text in texts]
+        answers = [AssistantMessage(content=None, audio=a) for a in audio]
+    else:
+        answers = [AssistantMessage(content=text) for text in texts]
     result = ChatCompletion(
         **meta,
         system_fingerprint=SYSTEM_FINGERPRINT,
         choices=[
-            ChatChoice(index=i, message=AssistantMessage(content=texts[i]), finish_reason=usage.finish.get(i, "stop"))
-            for i in range(n)
+            ChatChoice(index=i, message=answers[i], finish_reason=usage.finish.get(i, "stop")) for i in range(n)
         ],
         usage=usage.wire(),
     )
-    return JSONResponse(result.model_dump(), headers=headers)
+    return JSONResponse(result.model_dump(exclude_none=False), headers=headers)
 
 
 def _collect(stream: LeasedStream[tuple[int, TextDelta]], n: int) -> tuple[list[str], UsageSum]:
