@@ -29,7 +29,7 @@ log = logging.getLogger("omniforge.video")
 
 EXPIRY_S = 7 * 24 * 3600
 MAX_SIDE = 1920
-MIN_SIDE = 64
+MIN_SIDE = 32
 DEFAULT_SECONDS = 4.0
 _PROGRESS_EVERY_S = 0.5
 
@@ -108,8 +108,9 @@ class VideoJobs:
         with self._lock:
             self._jobs[job_id] = job
             self._write(job)
+            created = dict(job)
         self._pool.submit(self._run, job_id, spec.id, params)
-        return dict(job)
+        return created
 
     def get(self, job_id: str) -> dict[str, Any]:
         with self._lock:
