@@ -74,6 +74,23 @@ def test_spoken_answer_transcribes_back(client: openai.OpenAI) -> None:
     assert word_error_rate(audio.transcript, heard.text) <= 0.35
 
 
+def test_streamed_spoken_answer(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", modalities=["text", "audio"], audio={"voice": "alloy", "format": "pcm16"}, stream=True,
+        messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, temperature=0,
+    )
+    transcript, pcm, finish = [], b"", None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        audio = delta.audio
+        if audio:
+            transcript.append(audio.transcript or "")
+            pcm += base64.b64decode(audio.data or "")
+        finish = chunk.choices[0].finish_reason or finish
+    assert "".join(transcript).strip() and finish in ("stop", "length")
+    assert len(pcm) > 2 * 24000 * 0.3  # 16-bit samples at 24 kHz: a third of a second at least
+
+
 def test_multimodal_errors(http: httpx.Client) -> None:
     def chat(**body: object) -> httpx.Response:
         return http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], **body})
@@ -89,5 +106,5 @@ def test_multimodal_errors(http: httpx.Client) -> None:
     r = chat(modalities=["text", "audio"], audio={"voice": "alloy", "format": "ogg"})
     assert_openai_error(r, 400, "invalid_request_error")
     r = chat(modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}, stream=True)
-    assert_openai_error(r, 400, "invalid_request_error")
+    assert "pcm16" in assert_openai_error(r, 400, "invalid_request_error")["message"]
     assert_alive(http)

@@ -22,6 +22,7 @@ OPENAI_NAMES: dict[str, str] = {
             "gpt-4o-mini", "gpt-4o", "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "gpt-3.5-turbo-instruct",
             "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "gpt-5-nano",
             "o1", "o1-mini", "o3", "o3-mini", "o4-mini", "davinci-002", "babbage-002",
+            "gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini",
         )
     },
     **{name: "default_speech_model" for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")},

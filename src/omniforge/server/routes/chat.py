@@ -94,11 +94,12 @@ def _audio_out(body: ChatCompletionRequest) -> tuple[str | None, str] | None:
     if body.audio is None:
         raise InvalidRequestError('modalities ["text", "audio"] needs an audio parameter: {"voice", "format"}',
                                   param="audio")
-    if body.stream:
-        raise InvalidRequestError("spoken answers are not streamed yet; set stream to false", param="stream")
-    fmt = body.audio.format or "wav"
+    fmt = body.audio.format or ("pcm16" if body.stream else "wav")
     if fmt not in AUDIO_OUT_FORMATS:
         raise InvalidRequestError(f"audio.format must be one of {', '.join(AUDIO_OUT_FORMATS)}", param="audio.format")
+    if body.stream and fmt != "pcm16":
+        raise InvalidRequestError("a streamed spoken answer is pcm16 (24 kHz, 16-bit mono), as OpenAI's",
+                                  param="audio.format")
     voice = body.audio.voice.get("id") if isinstance(body.audio.voice, dict) else body.audio.voice
     return voice, AUDIO_OUT_FORMATS[fmt]
 
@@ -150,7 +151,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return LeasedStreamingResponse(
-            _events(stream, meta, include_usage, metrics),
+            _events(stream, meta, include_usage, metrics, (service, spoken[0]) if spoken else None),
             on_close=stream.close,
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -186,8 +187,11 @@ def _collect(stream: LeasedStream[tuple[int, TextDelta]], n: int) -> tuple[list[
 
 
 async def _events(
-    stream: LeasedStream[tuple[int, TextDelta]], meta: dict[str, Any], include_usage: bool, metrics: Metrics
+    stream: LeasedStream[tuple[int, TextDelta]], meta: dict[str, Any], include_usage: bool, metrics: Metrics,
+    speaker: tuple[Any, str | None] | None = None,
 ) -> AsyncIterator[str]:
+    """Chunks as OpenAI streams them. A spoken answer (`speaker`: service and voice) streams its
+    text as audio.transcript deltas, then the speech as base64 pcm16 audio.data deltas."""
     base = {"id": meta["id"], "object": "chat.completion.chunk", "created": meta["created"], "model": meta["model"],
             "system_fingerprint": SYSTEM_FINGERPRINT}
 
@@ -199,15 +203,30 @@ async def _events(
 
     usage = UsageSum()
     started: set[int] = set()
+    texts: dict[int, list[str]] = {}
+    audio_ids: dict[int, str] = {}
     try:
         async for i, delta in iterate(stream):
             if i not in started:
                 started.add(i)
-                yield chunk(i, {"role": "assistant", "content": ""})
+                yield chunk(i, {"role": "assistant", "content": None if speaker else ""})
             if delta.text:
-                yield chunk(i, {"content": delta.text})
+                if speaker:
+                    texts.setdefault(i, []).append(delta.text)
+                    aid = audio_ids.setdefault(i, new_id("audio"))
+                    yield chunk(i, {"audio": {"id": aid, "transcript": delta.text}})
+                else:
+                    yield chunk(i, {"content": delta.text})
             if delta.finish_reason:
                 usage.add(i, delta)
+                if speaker:
+                    aid = audio_ids.setdefault(i, new_id("audio"))
+                    service, voice = speaker
+                    _, _, speech = await blocking(service.speak, "".join(texts.get(i, [])) or "...", None, voice,
+                                                  1.0, "pcm")
+                    async for pcm in iterate(speech):
+                        data = base64.b64encode(pcm).decode()
+                        yield chunk(i, {"audio": {"id": aid, "data": data, "expires_at": now() + 3600}})
                 yield chunk(i, {}, delta.finish_reason)
         if include_usage:
             yield sse({**base, "choices": [], "usage": usage.wire().model_dump()})
