@@ -122,8 +122,8 @@ class ImageModel(ModelInstance):
     """Makes images: text-to-image always; image-to-image and inpainting where flagged."""
 
     modality = "image"
-    supports_image_to_image: ClassVar[bool] = False
-    supports_inpainting: ClassVar[bool] = False
+    supports_image_to_image: bool = False  # may depend on the weights: set per instance
+    supports_inpainting: bool = False
     default_size: tuple[int, int] = (512, 512)  # (width, height)
     size_multiple: int = 8  # width and height must be multiples of this
     max_size: int = 2048
@@ -145,7 +145,7 @@ class VideoModel(ModelInstance):
     """Makes a short video from a prompt (and, where flagged, a first frame)."""
 
     modality = "video"
-    supports_image_to_video: ClassVar[bool] = False
+    supports_image_to_video: bool = False
     default_size: tuple[int, int] = (256, 256)
     max_seconds: float = 60.0
 
