@@ -113,6 +113,7 @@ class ImageParams:
     width: int | None = None
     height: int | None = None
     steps: int | None = None
+    quality: str | None = None  # OpenAI's low / medium / high (also standard / hd): scales steps
     guidance: float | None = None
     seed: int | None = None
     scheduler: str | None = None  # a diffusers scheduler class name, e.g. "EulerDiscreteScheduler"
