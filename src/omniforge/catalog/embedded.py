@@ -91,6 +91,7 @@ EMBEDDED: list[ModelSpec] = [
         "(vocabulary: omniforge.house.scenes), 32x32 native, upscaled",
         languages=["en"],
         embedded=True,
+        options={"size_bytes": 14_031_264},
     ),
     ModelSpec(
         id="storyboard",
