@@ -40,7 +40,14 @@ MAX_IMAGES = 10  # n for images, as OpenAI
 MAX_STEPS = 150
 # OpenAI's image quality names -> a factor on the model's default step count
 QUALITY_STEPS = {"low": 0.5, "medium": 1.0, "standard": 1.0, "auto": 1.0, "high": 2.0, "hd": 2.0}
-DESCRIBE_PROMPT = "Describe this image in one or two sentences."
+DESCRIBE_PROMPT = "Describe this image in one sentence."
+DESCRIBE_EXAMPLES = (  # shown to a chat model that reads facts instead of pixels
+    ("[Image 1: size: 256x256 pixels (square)\ncolours: black 85%, purple 15%\ntext: none found\n"
+     "shapes: a small purple square at the top, on a black background]\n" + DESCRIBE_PROMPT,
+     "A small purple square near the top of a black picture."),
+    ("[Image 1: size: 400x300 pixels (landscape)\ncolours: green 70%, white 30%\ntext: \"GARDEN CAFE\"]\n"
+     + DESCRIBE_PROMPT, 'A green and white sign that reads "GARDEN CAFE".'),
+)
 
 
 class LeasedStream(Generic[T]):
@@ -459,7 +466,14 @@ class Service:
         model found in it)."""
         params = params or GenerationParams(temperature=0.0, max_tokens=80)
         message = Message("user", prompt or DESCRIBE_PROMPT, images=[image])
-        return self.chat([message], model, params)[0]
+        spec = self.catalog.resolve(model, "text")
+        with self.runtime.lease(spec) as instance:
+            sees = instance.accepts_images
+        # A small model that reads facts instead of pixels needs to be shown what to do with them.
+        shown = [] if sees else [
+            Message(role, text) for q, a in DESCRIBE_EXAMPLES for role, text in (("user", q), ("assistant", a))
+        ]
+        return self.chat([*shown, message], spec.id, params)[0]
 
     # -- video -----------------------------------------------------------------------------
     @property

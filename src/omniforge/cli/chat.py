@@ -4,6 +4,7 @@ prompt given as an argument or piped on stdin."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,7 +61,8 @@ def _read_line(interactive_terminal: bool) -> str | None:
 
 
 def _repl(
-    service: Service, messages: list[Message], model_id: str, params: GenerationParams, first: str | None
+    service: Service, messages: list[Message], model_id: str, params: GenerationParams, first: str | None,
+    attached: dict[str, list[bytes]] | None = None,
 ) -> None:
     terminal = stdin_is_terminal()
     service.preload([model_id])  # a model that cannot load fails here, not on every turn
@@ -93,7 +95,8 @@ def _repl(
         if command in ("/help", "/?"):
             typer.echo(HELP, err=True)
             continue
-        messages.append(Message("user", line))
+        messages.append(Message("user", line, **(attached or {})))
+        attached = None  # attachments go with the first message only
         try:
             answer, finish = stream_answer(service, messages, model_id, params)
         except KeyboardInterrupt:  # stop this answer, keep the conversation
@@ -139,20 +142,31 @@ def chat(
             help="Keep talking after the prompt, reading turns line by line from stdin even when it is piped.",
         ),
     ] = False,
+    images: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="Attach an image to the first message (repeatable).", exists=True,
+                     dir_okay=False, show_default=False),
+    ] = None,
+    audio: Annotated[
+        list[Path] | None,
+        typer.Option("--audio", help="Attach an audio clip to the first message (repeatable); it is transcribed.",
+                     exists=True, dir_okay=False, show_default=False),
+    ] = None,
 ) -> None:
     """Chat with a text model, streaming each answer as it is written."""
     service = state(ctx).service
+    attached = {"images": [f.read_bytes() for f in images or []], "audio": [f.read_bytes() for f in audio or []]}
     spec = service.catalog.resolve(model, "text")  # a wrong name fails before any prompt is read
     params = params_of(temperature, max_tokens, seed)
     messages = [Message("system", system)] if system else []
     if prompt == "-":
         prompt = read_stdin_text() or ""
     if interactive or (prompt is None and stdin_is_terminal()):
-        _repl(service, messages, spec.id, params, prompt)
+        _repl(service, messages, spec.id, params, prompt, attached)
         return
     if prompt is None:
         prompt = read_stdin_text() or ""
     if not prompt.strip():
         raise InvalidRequestError("no prompt: give one as an argument or on stdin", param="prompt")
-    messages.append(Message("user", prompt))
+    messages.append(Message("user", prompt, **attached))
     stream_answer(service, messages, spec.id, params)
