@@ -303,3 +303,65 @@ def test_embed_summary_and_vectors(cli, home):
     assert vectors.exit_code == 0, vectors.output
     rows = [json.loads(line) for line in vectors.stdout.splitlines()]
     assert len(rows) == 2 and all(len(r) == 384 for r in rows)
+
+
+# -- images, video, vision ---------------------------------------------------------------------
+
+
+def test_image_writes_the_file_and_is_repeatable(cli, home, tmp_path):
+    out = tmp_path / "a.png"
+    args = ("image", "a small blue square at the top on a yellow background", "-o", str(out), "--seed", "4",
+            "--size", "64x64", "--steps", "8")
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    first = out.read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli(*args).exit_code == 0 and out.read_bytes() == first
+
+
+def test_image_errors_are_one_line_and_leave_no_file(cli, home, tmp_path):
+    out = tmp_path / "a.gif"
+    assert_one_error_line(cli("image", "a red circle", "-o", str(out)), "format")
+    out = tmp_path / "a.png"
+    assert_one_error_line(cli("image", "a red circle", "-o", str(out), "--size", "100x100"), "size")
+    assert_one_error_line(cli("image", "the weather tomorrow", "-o", str(out)), "prompt")
+    assert not out.exists()
+
+
+def test_edit_with_a_mask_of_another_size_is_one_error_line(cli, home, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "in.png")
+    Image.new("RGBA", (32, 32)).save(tmp_path / "mask.png")
+    result = cli("edit", str(tmp_path / "in.png"), "a red circle", "--mask", str(tmp_path / "mask.png"),
+                 "-o", str(tmp_path / "out.png"))
+    assert_one_error_line(result, "must match")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_describe_reads_the_sign(cli, home, tmp_path):
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (400, 140), (255, 255, 255))
+    ImageDraw.Draw(img).text((30, 40), "OPEN", fill=(0, 0, 0), font=ImageFont.load_default(size=56))
+    img.save(tmp_path / "sign.png")
+    result = cli("describe", str(tmp_path / "sign.png"), "--facts")
+    assert result.exit_code == 0, result.output
+    assert 'text: "OPEN"' in result.stdout
+
+
+def test_eval_house_image_prints_the_accuracy_table(cli, home):
+    result = cli("eval", "house-image", "--n", "12", "--steps", "12")
+    assert result.exit_code == 0, result.output
+    for attribute in ("background", "colour", "shape", "position", "size", "all"):
+        assert attribute in result.stdout
+
+
+def test_models_add_infers_diffusers_folders(cli, home, tmp_path):
+    from tests.tinymodels import tiny_sd
+
+    folder = tiny_sd(tmp_path / "sd")
+    result = cli("models", "add", "--source", str(folder), "--id", "my-sd")
+    assert result.exit_code == 0, result.output
+    shown = cli("models", "show", "my-sd")
+    assert "diffusers" in shown.stdout and "image" in shown.stdout

@@ -24,6 +24,9 @@ DEFAULT_TASKS = {
     "speech": ["speech"],
     "transcription": ["transcription"],
     "embedding": ["embedding"],
+    "image": ["text-to-image", "image-to-image", "inpainting"],
+    "video": ["text-to-video"],
+    "vision": ["image-analysis"],
 }
 
 
@@ -45,15 +48,24 @@ def infer_backend(path: Path) -> str:
             return "llama-cpp"
         if path.suffix.lower() == ".onnx":
             return "piper"
+        if path.suffix.lower() in (".safetensors", ".ckpt"):
+            return "diffusers"  # a single-file Stable Diffusion-family checkpoint (needs --option config=FOLDER)
     elif path.is_dir():
         if (path / "model.bin").is_file() and (path / "config.json").is_file():
             return "faster-whisper"
         if (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file():
             return "sentence-transformers"
+        if (path / "model_index.json").is_file():
+            pipeline = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
+            video = any(w in pipeline for w in ("Video", "AnimateDiff", "I2V", "Wan", "LTX", "Mochi", "Hunyuan"))
+            return "diffusers-video" if video else "diffusers"
+        if (path / "preprocessor_config.json").is_file() or (path / "processor_config.json").is_file():
+            return "transformers-vlm"
     raise InvalidRequestError(
         f"cannot tell which engine runs {path}; pass --backend (a .gguf file: llama-cpp, a Piper .onnx voice: "
         "piper, a CTranslate2 Whisper folder: faster-whisper, a sentence-transformers folder: "
-        "sentence-transformers)",
+        "sentence-transformers, a diffusers folder: diffusers or diffusers-video, a vision-language "
+        "transformers folder: transformers-vlm)",
         param="backend",
     )
 
@@ -134,8 +146,9 @@ def add(
         typer.Option(
             "--source",
             help="The weights: a GGUF file, a Piper .onnx voice (its "
-            ".onnx.json beside it), a CTranslate2 Whisper folder or a "
-            "sentence-transformers folder.",
+            ".onnx.json beside it), a CTranslate2 Whisper folder, a "
+            "sentence-transformers folder, a diffusers folder or single-file "
+            "checkpoint, or a transformers vision-language folder.",
             show_default=False,
         ),
     ],
@@ -146,13 +159,15 @@ def add(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="Engine: llama-cpp, piper, faster-whisper, sentence-transformers (default: from the path).",
+            help="Engine: llama-cpp, llama-cpp-vision, piper, faster-whisper, sentence-transformers, diffusers, "
+            "diffusers-video, transformers-vlm (default: from the path).",
             show_default=False,
         ),
     ] = None,
     modality: Annotated[
         str | None,
-        typer.Option(help="text, speech, transcription or embedding (default: the backend's).", show_default=False),
+        typer.Option(help="text, speech, transcription, embedding, image, video or vision (default: the backend's).",
+                     show_default=False),
     ] = None,
     license: Annotated[str, typer.Option(help="License of the weights (recorded in the catalog).")] = "unknown",
     alias: Annotated[
