@@ -156,15 +156,19 @@ def video(prompt: str, path: str | Path, *, model: str | None = None, seconds: f
 
     jobs = get_service().videos
     job = jobs.create(prompt, model, seconds, size)
-    deadline = time.monotonic() + timeout
-    while job["status"] in ("queued", "in_progress") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        job = jobs.get(job["id"])
-    if job["status"] != "completed":
-        raise OmniforgeError(f"video {job['id']} {job['status']}: {(job.get('error') or {}).get('message', '')}")
-    file, _ = jobs.content(job["id"])
-    write_atomic(Path(path), file.read_bytes())
-    return job
+    try:
+        deadline = time.monotonic() + timeout
+        while job["status"] in ("queued", "in_progress") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = jobs.get(job["id"])
+        if job["status"] != "completed":
+            reason = (job.get("error") or {}).get("message", "timed out")
+            raise OmniforgeError(f"video {job['id']} {job['status']}: {reason}")
+        file, _ = jobs.content(job["id"])
+        write_atomic(Path(path), file.read_bytes())
+        return job
+    finally:
+        jobs.delete(job["id"])  # the file is the user's now; nothing stays behind in home
 
 
 def describe(image: str | Path | bytes, *, prompt: str | None = None, model: str | None = None) -> str:

@@ -20,6 +20,7 @@ def decode_image(data: bytes, param: str = "image", *, keep_alpha: bool = False)
     """Decode an uploaded image (PNG, JPEG, WebP, GIF, BMP, ...) to an RGB (or RGBA) PIL image."""
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL refuses bigger images before decoding them
     if not data:
         raise InvalidRequestError(f"{param} is empty", param=param)
     try:
@@ -29,6 +30,8 @@ def decode_image(data: bytes, param: str = "image", *, keep_alpha: bool = False)
                 f"{param} is {img.width}x{img.height}, over the {MAX_PIXELS:,}-pixel limit", param=param
             )
         img.load()
+    except Image.DecompressionBombError:
+        raise InvalidRequestError(f"{param} is over the {MAX_PIXELS:,}-pixel limit", param=param) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequestError(
             f"{param} is not a readable image (PNG, JPEG, WebP, GIF or BMP): {exc}", param=param
@@ -47,7 +50,7 @@ def decode_data_url(url: str, param: str) -> bytes:
             param=param,
         )
     try:
-        return base64.b64decode(m.group("data"), validate=False)
+        return base64.b64decode("".join(m.group("data").split()), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequestError(f"{param} is not valid base64", param=param) from None
 
@@ -56,7 +59,7 @@ def edit_inputs(image: bytes, mask: bytes | None) -> tuple[Any, Any]:
     """The (RGB image, L mask or None) of an edit request, as OpenAI defines them.
 
     The area to repaint is where the mask is fully transparent (OpenAI's convention); a mask with
-    no alpha channel repaints its white pixels. With no mask, an image with transparent pixels
+    no alpha channel, or a fully opaque one, repaints its white pixels. With no mask, an image with transparent pixels
     repaints those; an opaque image is an image-to-image request.
     """
     from PIL import Image
@@ -69,7 +72,7 @@ def edit_inputs(image: bytes, mask: bytes | None) -> tuple[Any, Any]:
                 f"mask is {m.width}x{m.height} but image is {img.width}x{img.height}; they must match",
                 param="mask",
             )
-        if m.mode == "RGBA":
+        if m.mode == "RGBA" and m.getchannel("A").getextrema()[0] < 255:
             alpha = m.getchannel("A")
             area = alpha.point(lambda a: 255 if a == 0 else 0)
         else:
@@ -94,7 +97,10 @@ def parse_size(size: str | None, param: str = "size") -> tuple[int, int] | None:
     m = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", size) if isinstance(size, str) else None
     if not m:
         raise InvalidRequestError(f"{param} must look like 512x512 (or auto), not {size!r}", param=param)
-    return int(m.group(1)), int(m.group(2))
+    width, height = int(m.group(1)), int(m.group(2))
+    if not width or not height:
+        raise InvalidRequestError(f"{param} must be at least 1x1, not {size!r}", param=param)
+    return width, height
 
 
 def encode_image(img: Any, fmt: str = "png", quality: int = 90) -> bytes:

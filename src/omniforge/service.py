@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -37,6 +38,9 @@ OPENAI_VOICES = (
 )
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_IMAGES = 10  # n for images, as OpenAI
+MAX_CHAT_IMAGES = 16  # per message
+MAX_CHAT_IMAGE_SIDE = 2048  # images in chat are shrunk to this before a model sees them
+MAX_SEED = 2**32 - 1
 MAX_STEPS = 150
 # OpenAI's image quality names -> a factor on the model's default step count
 QUALITY_STEPS = {"low": 0.5, "medium": 1.0, "standard": 1.0, "auto": 1.0, "high": 2.0, "hd": 2.0}
@@ -97,6 +101,7 @@ class Service:
         self.catalog = Catalog(self.settings.catalog_path, defaults)
         self.runtime = runtime or ModelManager(self.settings)
         self._videos: Any = None
+        self._videos_lock = threading.Lock()
 
     def close(self) -> None:
         if self._videos is not None:
@@ -164,6 +169,9 @@ class Service:
                 )
             if not isinstance(m.content, str):
                 raise InvalidRequestError("message content must be text", param=f"messages[{i}].content")
+            if len(m.images) > MAX_CHAT_IMAGES:
+                raise InvalidRequestError(f"messages[{i}] has {len(m.images)} images; at most {MAX_CHAT_IMAGES}",
+                                          param=f"messages[{i}].content")
             size = sum(len(b) for b in (*m.images, *m.audio))
             if size > self.settings.max_upload_mb * 2**20:
                 raise PayloadTooLargeError(
@@ -191,13 +199,16 @@ class Service:
         images: list[Any] = []
         out = []
         for i, m in enumerate(messages):
-            decoded = [decode_image(b, f"messages[{i}].content") for b in m.images]
-            if decoded and not accepts_images:
-                facts = [self.analyse(img) for img in decoded]
-                seen = "\n".join(f"[Image {k + 1}: {f}]" for k, f in enumerate(facts))
-                m = replace(m, content=f"{seen}\n{m.content}".strip(), images=[])
-            else:
-                images.extend(decoded)
+            facts = []
+            for k, data in enumerate(m.images):
+                img = decode_image(data, f"messages[{i}].content")
+                img.thumbnail((MAX_CHAT_IMAGE_SIDE, MAX_CHAT_IMAGE_SIDE))  # bounds memory per image
+                if accepts_images:
+                    images.append(img)
+                else:  # analysed and dropped one at a time
+                    facts.append(f"[Image {k + 1}: {self.analyse(img)}]")
+            if facts:
+                m = replace(m, content="\n".join([*facts, m.content]).strip(), images=[])
             out.append(m)
         return out, images
 
@@ -232,12 +243,20 @@ class Service:
         spec = self.catalog.resolve(model, "text")
         if any(m.audio for m in messages):
             messages = self._hear(messages)
+        images: list[Any] = []
+        if any(m.images for m in messages):
+            # Analyse before the chat model's lease, so it is not held while another model works.
+            messages, images = self._see(messages, self._sees(spec))
 
         def prompt_of(instance: Any) -> tuple[str, list[str], list[Any]]:
-            seen, images = self._see(messages, instance.accepts_images)
-            return (*instance.chat_prompt(seen), images)
+            return (*instance.chat_prompt(messages), images)
 
         return self._generate(spec, prompt_of, params, n, None)
+
+    def _sees(self, spec: ModelSpec) -> bool:
+        """Whether the chat model takes images itself (it may depend on its weights: ask it)."""
+        with self.runtime.lease(spec) as instance:
+            return bool(instance.accepts_images)
 
     def stream_complete(
         self,
@@ -357,6 +376,10 @@ class Service:
             raise InvalidRequestError("guidance must be between 0 and 50", param="guidance")
         if not 0 < params.strength <= 1:
             raise InvalidRequestError("strength must be greater than 0 and at most 1", param="strength")
+        if params.seed is not None and not 0 <= params.seed <= MAX_SEED:
+            raise InvalidRequestError(f"seed must be between 0 and {MAX_SEED}", param="seed")
+        if not params.prompt.strip() and params.image is None:
+            raise InvalidRequestError("prompt must not be empty", param="prompt")
         if params.quality is not None and params.quality not in QUALITY_STEPS:
             raise InvalidRequestError(f"quality must be one of {', '.join(QUALITY_STEPS)}", param="quality")
 
@@ -414,8 +437,6 @@ class Service:
         spec = self.catalog.resolve(model, "image")
         with self.runtime.lease(spec) as instance:
             params = self._fit_image(spec, instance, params)
-            if not params.prompt.strip() and params.image is None:
-                raise InvalidRequestError("prompt must not be empty", param="prompt")
             return spec, instance.generate(params, progress)
 
     def edit_image(self, image: bytes, prompt: str, mask: bytes | None = None, model: str | None = None,
@@ -439,8 +460,14 @@ class Service:
         rgb = decode_image(image)
         reading = read_scene(rgb)
         prompt = Caption(**{a: getattr(reading, a) for a in ATTRIBUTES}).text() if reading is not None else ""
+        spec = self.catalog.resolve(model, "image")
+        if not prompt and spec.backend == "house-image":
+            raise InvalidRequestError(
+                f"'{spec.id}' can only vary images it can read: one shape of its vocabulary on a plain background",
+                param="image",
+            )
         options.setdefault("strength", 0.6)
-        return self.generate_image(ImageParams(prompt=prompt, image=rgb, **options), model, progress)
+        return self.generate_image(ImageParams(prompt=prompt, image=rgb, **options), spec.id, progress)
 
     def _check_upload(self, size: int, param: str) -> None:
         if size > self.settings.max_upload_mb * 2**20:
@@ -479,8 +506,9 @@ class Service:
     @property
     def videos(self) -> Any:
         """The video job queue (created on first use; resumes the job list from disk)."""
-        if self._videos is None:
-            from .video.jobs import VideoJobs
+        with self._videos_lock:
+            if self._videos is None:
+                from .video.jobs import VideoJobs
 
-            self._videos = VideoJobs(self, self.settings.home / "videos")
-        return self._videos
+                self._videos = VideoJobs(self, self.settings.home / "videos")
+            return self._videos

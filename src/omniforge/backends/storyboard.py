@@ -91,9 +91,19 @@ def parse_scenes(text: str) -> list[str]:
     for raw in text.splitlines():
         m = _NUMBERED.match(raw)
         scene = _clean(m.group(2)) if m else None
-        if scene and scene.casefold() not in _EXAMPLE_LINES and scene not in scenes:
+        if scene and not _copies_an_example(scene) and scene not in scenes:
             scenes.append(scene)
     return scenes
+
+
+def _copies_an_example(scene: str) -> bool:
+    """True for an example line, or one that reuses most of its words (a small model's habit)."""
+    words = {w.casefold() for w in _WORD.findall(scene)}
+    for line in _EXAMPLE_LINES:
+        example = {w.casefold() for w in _WORD.findall(line)}
+        if len(words & example) >= 0.6 * min(len(words), len(example)):
+            return True
+    return False
 
 
 def prompt_sentences(prompt: str) -> list[str]:

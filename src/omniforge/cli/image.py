@@ -120,15 +120,18 @@ def video(
     jobs = st.service.videos
     started = time.perf_counter()
     job = jobs.create(prompt, model, seconds, parse_size(size), image_file.read_bytes() if image_file else None)
-    with st.progress.steps(f"making a video with {job['model']}") as progress:
-        while job["status"] in ("queued", "in_progress"):
-            time.sleep(0.5)
-            job = jobs.get(job["id"])
-            progress(job["progress"], 100)
-    if job["status"] == "failed":
-        raise InvalidRequestError(f"the video failed: {job['error']['message']}")
-    path, _ = jobs.content(job["id"])
-    save(output, path.read_bytes())
+    try:
+        with st.progress.steps(f"making a video with {job['model']}") as progress:
+            while job["status"] in ("queued", "in_progress"):
+                time.sleep(0.5)
+                job = jobs.get(job["id"])
+                progress(job["progress"], 100)
+        if job["status"] == "failed":
+            raise InvalidRequestError(f"the video failed: {job['error']['message']}")
+        path, _ = jobs.content(job["id"])
+        save(output, path.read_bytes())
+    finally:
+        jobs.delete(job["id"])  # the file is the user's now (or the job failed): nothing stays in home
     st.progress.note(
         f"wrote {output} ({job['size']}, {job['seconds']} s, made in {time.perf_counter() - started:.0f} s)"
     )

@@ -215,7 +215,8 @@ class ImageGenerationRequest(RequestModel):
     output_format: str | None = None
     size: str | None = None
     style: str | None = None  # accepted and ignored (dall-e-3's vivid / natural)
-    background: str | None = None  # accepted and ignored: images are opaque
+    background: str | None = None  # opaque or auto; transparent is refused
+    stream: bool | None = None  # refused when true: no partial images
     user: str | None = None
     # omniforge's own options (openai client: extra_body)
     negative_prompt: str | None = None

@@ -35,7 +35,8 @@ def _banner(settings: Settings, service: Service) -> str:
         lines.append(f"    {spec.id:<22} {spec.modality:<14} {spec.license}{aliases}")
     defaults = (f"chat={settings.default_chat_model} speech={settings.default_speech_model} "
                 f"transcription={settings.default_transcription_model} "
-                f"embedding={settings.default_embedding_model}")
+                f"embedding={settings.default_embedding_model} image={settings.default_image_model} "
+                f"video={settings.default_video_model} vision={settings.default_vision_model}")
     lines.append(f"  OpenAI names resolve to the defaults: {defaults}")
     return "\n".join(lines)
 

@@ -2,8 +2,9 @@
 
 A job is a folder under `home/videos/<id>/`: `job.json` (written atomically at every change) and,
 once finished, `video.mp4`. Jobs run one at a time in the order they came, whether or not anyone
-polls. A job that a server stop cut off is marked failed with that reason when the queue is
-opened again; a finished video stays downloadable until it expires or is deleted.
+polls; at most `max_queue` wait. A job that a server stop cut off is marked failed with that
+reason when the queue is opened again; a finished video stays downloadable until it expires (a
+week after it finished) or is deleted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequestError, NotFoundError, OmniforgeError
+from ..errors import InvalidRequestError, ModelLoadError, NotFoundError, OmniforgeError, OverloadedError
 from ..storage import write_atomic
 from ..types import VideoParams
 
@@ -50,6 +51,8 @@ class VideoJobs:
         for path in sorted(self.root.glob("*/job.json")):
             try:
                 job = json.loads(path.read_text())
+                if not isinstance(job, dict) or job.get("id") != path.parent.name or "status" not in job:
+                    raise ValueError("not a video job")
             except (OSError, ValueError) as exc:
                 log.warning("skipping unreadable video job %s: %s", path, exc)
                 continue
@@ -60,6 +63,18 @@ class VideoJobs:
                 })
                 self._write(job)
             self._jobs[job["id"]] = job
+        self._purge_expired()
+
+    def _purge_expired(self) -> None:
+        """Drop finished videos past their expires_at (a week after they finished)."""
+        now = time.time()
+        with self._lock:
+            expired = [j for j, job in self._jobs.items() if job.get("expires_at") and job["expires_at"] < now]
+            for job_id in expired:
+                self._jobs.pop(job_id)
+        for job_id in expired:
+            shutil.rmtree(self.root / job_id, ignore_errors=True)
+            log.info("video %s expired and was removed", job_id)
 
     def _write(self, job: dict[str, Any]) -> None:
         folder = self.root / job["id"]
@@ -78,6 +93,13 @@ class VideoJobs:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequestError("prompt must be non-empty text", param="prompt")
         spec = self.service.catalog.resolve(model, "video")
+        self._purge_expired()
+        with self._lock:
+            waiting = sum(job["status"] in ("queued", "in_progress") for job in self._jobs.values())
+        if waiting >= self.service.settings.max_queue:
+            raise OverloadedError(
+                f"{waiting} videos are queued or being made (max_queue); try again later", retry_after=30
+            )
         try:
             secs = DEFAULT_SECONDS if seconds in (None, "") else float(seconds)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -100,7 +122,7 @@ class VideoJobs:
         job: dict[str, Any] = {
             "id": job_id, "object": "video", "model": spec.id, "status": "queued", "progress": 0,
             "created_at": int(time.time()), "completed_at": None, "expires_at": None,
-            "prompt": prompt, "seconds": f"{secs:g}", "size": f"{size[0]}x{size[1]}" if size else None,
+            "prompt": prompt, "seconds": f"{secs:g}", "size": f"{size[0]}x{size[1]}" if size else "auto",
             "error": None,
         }
         params = VideoParams(prompt=prompt, seconds=secs, width=size[0] if size else None,
@@ -129,10 +151,10 @@ class VideoJobs:
 
     def delete(self, job_id: str) -> dict[str, Any]:
         job = self.get(job_id)
-        with self._lock:
+        with self._lock:  # under the lock: a finishing job either sees the cancel or is removed after
             self._cancelled.add(job_id)
             self._jobs.pop(job_id, None)
-        shutil.rmtree(self.root / job_id, ignore_errors=True)
+            shutil.rmtree(self.root / job_id, ignore_errors=True)
         return job
 
     def content(self, job_id: str, variant: str = "video") -> tuple[Path, str]:
@@ -144,6 +166,8 @@ class VideoJobs:
                 param="video_id",
             )
         video = self.root / job_id / "video.mp4"
+        if not video.is_file():
+            raise NotFoundError(f"the video file of '{job_id}' is gone", param="video_id")
         if variant == "video":
             return video, "video/mp4"
         if variant == "thumbnail":
@@ -180,9 +204,10 @@ class VideoJobs:
             spec = self.service.catalog.get(model)
             with self.service.runtime.lease(spec) as instance:
                 result = instance.generate(params, progress, self.service)
-            if job_id in self._cancelled:
-                return
-            write_atomic(self.root / job_id / "video.mp4", result.mp4)
+            with self._lock:  # a delete is either before this (nothing written) or after it (all removed)
+                if job_id in self._cancelled:
+                    return
+                write_atomic(self.root / job_id / "video.mp4", result.mp4)
             finished = int(time.time())
             self._update(job_id, status="completed", progress=100, completed_at=finished,
                          expires_at=finished + EXPIRY_S, size=f"{result.width}x{result.height}",
@@ -195,16 +220,25 @@ class VideoJobs:
             code = getattr(exc, "code", None) or "generation_failed"
             log.warning("video %s failed: %s", job_id, reason, exc_info=not isinstance(exc, OmniforgeError))
             self._update(job_id, status="failed", error={"code": code, "message": reason})
+        finally:
+            with self._lock:
+                self._cancelled.discard(job_id)
 
 
 def _thumbnail(video: Path, target: Path) -> None:
+    import os
     import subprocess
+    import tempfile
 
-    import imageio_ffmpeg
+    from ..audio.codec import ffmpeg_exe
 
-    tmp = target.with_name(f".{target.name}.tmp.jpg")
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-frames:v", "1", str(tmp)],
-        check=True, capture_output=True,
-    )
-    tmp.replace(target)
+    fd, tmp = tempfile.mkstemp(prefix=".thumbnail.", suffix=".jpg", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-frames:v", "1", tmp],
+                       check=True, capture_output=True)
+        os.replace(tmp, target)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise ModelLoadError(f"could not make a thumbnail of {video.parent.name}: {exc}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)

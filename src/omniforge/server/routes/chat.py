@@ -9,7 +9,8 @@ with stream_options.include_usage a last chunk with no choices carries the usage
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterator
 import base64
 import binascii
 from typing import Any
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from ...errors import InvalidRequestError
 from ...imaging import decode_data_url
-from ...service import LeasedStream
+from ...service import MAX_SPEECH_CHARS, LeasedStream
 from ...types import Message, TextDelta
 from ..errors import to_error
 from ..metrics import Metrics
@@ -104,9 +105,38 @@ def _audio_out(body: ChatCompletionRequest) -> tuple[str | None, str] | None:
     return voice, AUDIO_OUT_FORMATS[fmt]
 
 
+def _pieces(text: str) -> list[str]:
+    """The answer cut at sentence ends into pieces the speech model takes (MAX_SPEECH_CHARS each)."""
+    pieces: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip() or "..."):
+        while len(sentence) > MAX_SPEECH_CHARS:  # one endless sentence: cut it at a space
+            cut = sentence.rfind(" ", 0, MAX_SPEECH_CHARS) if " " in sentence[:MAX_SPEECH_CHARS] else MAX_SPEECH_CHARS
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:].lstrip()
+        if pieces and len(pieces[-1]) + 1 + len(sentence) <= MAX_SPEECH_CHARS:
+            pieces[-1] += " " + sentence
+        elif sentence:
+            pieces.append(sentence)
+    return pieces
+
+
+def _pcm(service: Any, text: str, voice: str | None) -> Iterator[bytes]:
+    """24 kHz mono int16 speech for `text` of any length, piece by piece."""
+    for piece in _pieces(text):
+        _, _, stream = service.speak(piece, None, voice, 1.0, "pcm")
+        try:
+            yield from stream
+        finally:
+            stream.close()
+
+
 def _speak(service: Any, text: str, voice: str | None, fmt: str) -> dict[str, Any]:
-    _, _, stream = service.speak(text or "...", None, voice, 1.0, fmt)
-    data = b"".join(stream)
+    import numpy as np
+
+    from ...audio import codec
+
+    pcm = np.frombuffer(b"".join(_pcm(service, text, voice)), dtype=np.int16)
+    data = pcm.tobytes() if fmt == "pcm" else codec.encode(pcm, codec.PCM_SAMPLE_RATE, fmt)
     return {"id": new_id("audio"), "data": base64.b64encode(data).decode(), "expires_at": now() + 3600,
             "transcript": text}
 
@@ -151,7 +181,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return LeasedStreamingResponse(
-            _events(stream, meta, include_usage, metrics, (service, spoken[0]) if spoken else None),
+            _events(stream, meta, include_usage, metrics, (service, spoken[0]) if spoken else None, n),
             on_close=stream.close,
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -188,7 +218,7 @@ def _collect(stream: LeasedStream[tuple[int, TextDelta]], n: int) -> tuple[list[
 
 async def _events(
     stream: LeasedStream[tuple[int, TextDelta]], meta: dict[str, Any], include_usage: bool, metrics: Metrics,
-    speaker: tuple[Any, str | None] | None = None,
+    speaker: tuple[Any, str | None] | None = None, n_choices: int = 1,
 ) -> AsyncIterator[str]:
     """Chunks as OpenAI streams them. A spoken answer (`speaker`: service and voice) streams its
     text as audio.transcript deltas, then the speech as base64 pcm16 audio.data deltas."""
@@ -222,11 +252,15 @@ async def _events(
                 if speaker:
                     aid = audio_ids.setdefault(i, new_id("audio"))
                     service, voice = speaker
-                    _, _, speech = await blocking(service.speak, "".join(texts.get(i, [])) or "...", None, voice,
-                                                  1.0, "pcm")
-                    async for pcm in iterate(speech):
-                        data = base64.b64encode(pcm).decode()
-                        yield chunk(i, {"audio": {"id": aid, "data": data, "expires_at": now() + 3600}})
+                    if len(usage.finish) == n_choices:  # the last choice: free the chat model first
+                        await blocking(stream.close)
+                    speech = _pcm(service, "".join(texts.get(i, [])), voice)
+                    try:
+                        async for pcm in iterate(speech):
+                            data = base64.b64encode(pcm).decode()
+                            yield chunk(i, {"audio": {"id": aid, "data": data, "expires_at": now() + 3600}})
+                    finally:
+                        await blocking(speech.close)
                 yield chunk(i, {}, delta.finish_reason)
         if include_usage:
             yield sse({**base, "choices": [], "usage": usage.wire().model_dump()})

@@ -1,16 +1,20 @@
 """POST /v1/images/generations, /v1/images/edits, /v1/images/variations and the files they link.
 
 Generations take JSON, edits and variations a multipart upload, as OpenAI's API does. Images
-come back as base64 (`b64_json`) or as a `url` this server serves from its home folder. Beyond
-OpenAI's fields, a request may carry (e.g. through the openai client's `extra_body`)
-negative_prompt, seed, steps, guidance, scheduler and strength.
+come back as base64 (`b64_json`) or as a `url` this server serves from its home folder for an
+hour. Beyond OpenAI's fields (e.g. through the openai client's `extra_body`), generations take
+negative_prompt, seed, steps, guidance and scheduler; edits those and strength; variations
+seed, steps and strength.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import secrets
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -20,13 +24,14 @@ from ...catalog import ModelSpec
 from ...errors import InvalidRequestError, NotFoundError
 from ...imaging import CONTENT_TYPES, IMAGE_FORMATS, encode_image, parse_size
 from ...storage import write_atomic
-from ...types import ImageResult
+from ...types import ImageParams, ImageResult
 from ..protocol import ImageGenerationRequest
 from . import blocking, now, read_upload, served_by, service_of
 
 router = APIRouter(tags=["images"])
 
 RESPONSE_FORMATS = ("url", "b64_json")
+URL_LIFETIME_S = 3600  # as OpenAI's image URLs
 _FILE_NAME = re.compile(r"^img_[0-9a-f]{24}\.(png|jpeg|webp)$")
 
 
@@ -59,8 +64,10 @@ def _respond(request: Request, spec: ModelSpec, result: ImageResult, rf: str, fm
         if rf == "b64_json":
             data.append({"b64_json": base64.b64encode(encoded).decode(), "revised_prompt": None})
         else:
+            folder = service.settings.home / "files" / "images"
+            _drop_expired(folder)
             name = f"img_{secrets.token_hex(12)}.{fmt}"
-            write_atomic(service.settings.home / "files" / "images" / name, encoded)
+            write_atomic(folder / name, encoded)
             data.append({"url": str(request.url_for("image_file", name=name)), "revised_prompt": None})
     first = result.images[0]
     body = {
@@ -71,13 +78,25 @@ def _respond(request: Request, spec: ModelSpec, result: ImageResult, rf: str, fm
     return JSONResponse(body, headers=headers)
 
 
+def _drop_expired(folder: Path) -> None:
+    if folder.is_dir():
+        cutoff = time.time() - URL_LIFETIME_S
+        for f in folder.glob("img_*"):
+            with contextlib.suppress(OSError):
+                if f.stat().st_mtime < cutoff:
+                    f.unlink()
+
+
 @router.post("/v1/images/generations")
 async def create_image(body: ImageGenerationRequest, request: Request) -> Any:
     service = service_of(request)
     rf, fmt = _check_formats(body.response_format, body.output_format)
+    if body.stream:
+        raise InvalidRequestError("streamed partial images are not supported; set stream to false", param="stream")
+    if body.background == "transparent":
+        raise InvalidRequestError("images are opaque here; background takes opaque or auto", param="background")
     spec = await blocking(service.catalog.resolve, body.model, "image")
     served_by(request, spec)
-    from ...types import ImageParams
 
     params = ImageParams(prompt=body.prompt, **_options(
         n=body.n, size=body.size, quality=body.quality, negative_prompt=body.negative_prompt, seed=body.seed,
