@@ -39,6 +39,7 @@ DEFAULT_SCENES = 3
 SECONDS_PER_SCENE = 5.0  # a one-sentence narration lasts about 4-6 s
 MAX_SCENES = 12
 MAX_SCENE_CHARS = 200
+WRITE_ATTEMPTS = 3  # completions asked for before falling back to the prompt's own sentences
 NARRATION_RATE = 24_000  # the Service's "pcm" speech format: 24 kHz mono int16
 
 # -- writing the scenes ----------------------------------------------------------------------------
@@ -294,12 +295,16 @@ class Storyboard(VideoModel):
 
     def _write(self, service: Any, prompt: str, n: int, seed: int | None) -> list[str]:
         """n scene sentences from the LLM, or the prompt's own sentences when it gives too few."""
-        gen = GenerationParams(max_tokens=40 * n + 16, temperature=0.7, top_p=0.9, seed=seed,
-                               stop=["\n\n", "Story:", f"\n{n + 1}."])  # fmt: skip
-        text = service.complete(scene_prompt(" ".join(prompt.split())), self.options.get("text_model"), gen)[0].text
-        scenes = parse_scenes("1." + text)
-        if len(scenes) >= n:
-            return scenes[:n]
+        scenes: list[str] = []
+        for attempt in range(WRITE_ATTEMPTS):  # a small model often needs a second try
+            gen = GenerationParams(max_tokens=40 * n + 16, temperature=0.7, top_p=0.9,
+                                   seed=None if seed is None else seed + attempt,
+                                   stop=["\n\n", "Story:", f"\n{n + 1}."])  # fmt: skip
+            text = service.complete(scene_prompt(" ".join(prompt.split())), self.options.get("text_model"),
+                                    gen)[0].text  # fmt: skip
+            scenes += [s for s in parse_scenes("1." + text) if s not in scenes]
+            if len(scenes) >= n:
+                return scenes[:n]
         log.warning("the LLM wrote %d usable scene(s) of %d (%r); using the prompt's sentences",
                     len(scenes), n, text[:200])  # fmt: skip
         fallback = prompt_sentences(prompt)
