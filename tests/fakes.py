@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from omniforge.backends import register_backend
 from omniforge.backends.base import TextModel

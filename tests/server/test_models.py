@@ -6,9 +6,12 @@ import httpx
 import openai
 import pytest
 
+from omniforge.catalog.spec import MODALITIES
+
 from .helpers import assert_openai_error
 
-EMBEDDED = {"gemma-3-270m", "piper-en-us-joe", "whisper-tiny.en", "whisper-base", "all-minilm-l6-v2"}
+EMBEDDED = {"gemma-3-270m", "piper-en-us-joe", "whisper-tiny.en", "whisper-base", "all-minilm-l6-v2", "house-image",
+            "storyboard", "image-facts"}
 
 
 def test_list_models(client: openai.OpenAI) -> None:
@@ -17,7 +20,7 @@ def test_list_models(client: openai.OpenAI) -> None:
     assert EMBEDDED <= ids
     for m in models.data:
         assert m.object == "model" and m.owned_by == "omniforge" and isinstance(m.created, int)
-        assert m.model_extra and m.model_extra["modality"] in {"text", "speech", "transcription", "embedding"}
+        assert m.model_extra and m.model_extra["modality"] in MODALITIES
 
 
 def test_retrieve_model_with_dots_in_its_id(client: openai.OpenAI) -> None:
@@ -30,7 +33,8 @@ def test_retrieve_model_with_dots_in_its_id(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("name", "local"),
     [("gpt-4o-mini", "gemma-3-270m"), ("tts-1", "piper-en-us-joe"), ("whisper-1", "whisper-tiny.en"),
-     ("text-embedding-3-small", "all-minilm-l6-v2")],
+     ("text-embedding-3-small", "all-minilm-l6-v2"), ("dall-e-3", "house-image"), ("gpt-image-1", "house-image"),
+     ("sora-2", "storyboard")],
 )
 def test_openai_names_resolve_to_local_defaults(client: openai.OpenAI, name: str, local: str) -> None:
     response = client.models.with_raw_response.retrieve(name)

@@ -23,6 +23,27 @@ if TYPE_CHECKING:
     from ..catalog.spec import ModelSpec
 
 
+def completion_budget(n_ctx: int, n_prompt: int, max_tokens: int | None, what: str = "") -> int:
+    """Tokens left for a completion after an `n_prompt`-token prompt in an `n_ctx` window;
+    ContextLengthExceededError (with OpenAI's wording) when the request cannot fit."""
+    from ..errors import ContextLengthExceededError
+
+    if n_prompt >= n_ctx:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {n_ctx} tokens, but the prompt has "
+            f"{n_prompt} tokens{what}, leaving no room for a completion. Shorten the prompt.",
+            param="messages",
+        )
+    if max_tokens is not None and n_prompt + max_tokens > n_ctx:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+            f"{n_prompt + max_tokens} tokens ({n_prompt} in the prompt, {max_tokens} for "
+            "the completion). Reduce the prompt or max_tokens.",
+            param="max_tokens",
+        )
+    return max_tokens if max_tokens is not None else n_ctx - n_prompt
+
+
 class ModelInstance(ABC):
     """A loaded model. Instances are shared by concurrent requests through the runtime."""
 

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import (
-    ContextLengthExceededError,
     InvalidRequestError,
     MissingDependencyError,
     ModelLoadError,
     OmniforgeError,
 )
 from ..types import GenerationParams, Message, TextDelta, Usage
-from .base import TextModel
+from .base import TextModel, completion_budget
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -231,20 +230,7 @@ class LlamaCppModel(TextModel):
                 "the prompt is empty and this model has no BOS token to start from", param="prompt"
             )
         n_prompt = len(tokens)
-        if n_prompt >= self._n_ctx:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self._n_ctx} tokens, but the prompt has "
-                f"{n_prompt} tokens, leaving no room for a completion. Shorten the prompt.",
-                param="messages",
-            )
-        if params.max_tokens is not None and n_prompt + params.max_tokens > self._n_ctx:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self._n_ctx} tokens. However, you requested "
-                f"{n_prompt + params.max_tokens} tokens ({n_prompt} in the prompt, {params.max_tokens} for "
-                "the completion). Reduce the prompt or max_tokens.",
-                param="max_tokens",
-            )
-        budget = params.max_tokens if params.max_tokens is not None else self._n_ctx - n_prompt
+        budget = completion_budget(self._n_ctx, n_prompt, params.max_tokens)
 
         previous = self._active() if self._active is not None else None
         if previous is not None:

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    ContextLengthExceededError,
     InvalidRequestError,
     MissingDependencyError,
     ModelLoadError,
     OmniforgeError,
 )
 from ..types import GenerationParams, Message, TextDelta, Usage
-from .base import TextModel
+from .base import TextModel, completion_budget
 from .llama_cpp import _check_params, _find_stop, _stop_prefix_len
 
 if TYPE_CHECKING:
@@ -194,20 +193,7 @@ class TransformersVLM(TextModel):
             )
         inputs = self._encode(prompt, images or [])
         n_prompt = int(inputs["input_ids"].shape[1])
-        if n_prompt >= self._n_ctx:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self._n_ctx} tokens, but the prompt has "
-                f"{n_prompt} tokens (images included), leaving no room for a completion. Shorten the prompt.",
-                param="messages",
-            )
-        if params.max_tokens is not None and n_prompt + params.max_tokens > self._n_ctx:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self._n_ctx} tokens. However, you requested "
-                f"{n_prompt + params.max_tokens} tokens ({n_prompt} in the prompt, {params.max_tokens} for "
-                "the completion). Reduce the prompt or max_tokens.",
-                param="max_tokens",
-            )
-        budget = params.max_tokens if params.max_tokens is not None else self._n_ctx - n_prompt
+        budget = completion_budget(self._n_ctx, n_prompt, params.max_tokens, " (images included)")
         self._end_previous()
         stream = self._stream(inputs, n_prompt, budget, [s for s in params.stop if s], params)
         self._active = weakref.ref(stream)

@@ -42,6 +42,18 @@ OPENAI_NAMES: dict[str, str] = {
 }
 
 
+# The Settings field naming each modality's default model.
+DEFAULT_FIELDS: dict[str, str] = {
+    "text": "default_chat_model",
+    "speech": "default_speech_model",
+    "transcription": "default_transcription_model",
+    "embedding": "default_embedding_model",
+    "image": "default_image_model",
+    "video": "default_video_model",
+    "vision": "default_vision_model",
+}
+
+
 class Catalog:
     """Every model omniforge knows: the embedded ones plus those in `catalog.yaml` under home.
 
@@ -85,15 +97,7 @@ class Catalog:
     def resolve(self, name: str | None, modality: str, task: str | None = None) -> ModelSpec:
         """The model serving `name` for `modality`: its id or alias, an OpenAI name (-> the
         modality's default), or None (-> the default). Wrong modality is a clear 400."""
-        default_field = {
-            "text": "default_chat_model",
-            "speech": "default_speech_model",
-            "transcription": "default_transcription_model",
-            "embedding": "default_embedding_model",
-            "image": "default_image_model",
-            "video": "default_video_model",
-            "vision": "default_vision_model",
-        }[modality]
+        default_field = DEFAULT_FIELDS[modality]
         if task == "translation":
             default_field = "default_translation_model"
         if not name or name == "default":

@@ -11,18 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...catalog import OPENAI_NAMES, ModelSpec
+from ...catalog.catalog import DEFAULT_FIELDS
 from ...errors import ModelNotFoundError, OmniforgeError
 from ..protocol import Model, ModelList
 from . import blocking, served_by, service_of
 
 router = APIRouter(tags=["models"])
 
-_MODALITY_OF_DEFAULT = {
-    "default_chat_model": "text",
-    "default_speech_model": "speech",
-    "default_transcription_model": "transcription",
-    "default_embedding_model": "embedding",
-}
+_MODALITY_OF_DEFAULT = {field: modality for modality, field in DEFAULT_FIELDS.items()}
 
 
 def _model(spec: ModelSpec, created: int, loaded: set[str], name: str | None = None) -> Model:
