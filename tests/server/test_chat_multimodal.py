@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
 
 import httpx
 import openai
+import pytest
+import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from .helpers import assert_alive, assert_openai_error, decode_audio, word_error_rate
+from tests.tiny_vlm import IMAGE_TOKENS, tiny_vlm
+
+from .helpers import (
+    REQUEST_TIMEOUT_S, assert_alive, assert_openai_error, decode_audio, start_server, word_error_rate,
+)
 
 
 def _data_url(img: Image.Image) -> str:
@@ -108,3 +115,30 @@ def test_multimodal_errors(http: httpx.Client) -> None:
     r = chat(modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}, stream=True)
     assert "pcm16" in assert_openai_error(r, 400, "invalid_request_error")["message"]
     assert_alive(http)
+
+
+# -- a user's vision-language model: it gets the pixels ----------------------------------------
+@pytest.fixture(scope="module")
+def vlm_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    root = tmp_path_factory.mktemp("vlm-server")
+    folder = tiny_vlm(root / "llava")
+    home = root / "home"
+    home.mkdir()
+    (home / "catalog.yaml").write_text(yaml.safe_dump({"models": [
+        {"id": "tiny-llava", "modality": "text", "backend": "transformers-vlm", "source": str(folder)},
+    ]}))
+    srv = start_server(root)
+    yield openai.OpenAI(base_url=srv.base_url, api_key="unused", max_retries=0, timeout=REQUEST_TIMEOUT_S)
+    srv.stop()
+
+
+@pytest.mark.slow
+def test_a_vision_language_model_sees_the_image(vlm_client: openai.OpenAI) -> None:
+    red = Image.new("RGB", (32, 32), (255, 0, 0))
+    parts = [{"type": "image_url", "image_url": {"url": _data_url(red)}}, {"type": "text", "text": "describe"}]
+    seen = vlm_client.chat.completions.create(model="tiny-llava", messages=[{"role": "user", "content": parts}],
+                                              max_tokens=3, temperature=0)
+    plain = vlm_client.chat.completions.create(model="tiny-llava", messages=[{"role": "user", "content": "describe"}],
+                                               max_tokens=3, temperature=0)
+    assert seen.usage.prompt_tokens >= plain.usage.prompt_tokens + IMAGE_TOKENS - 1
+    assert seen.choices[0].finish_reason in ("stop", "length")
