@@ -20,7 +20,12 @@ from PIL import Image, ImageDraw, ImageFont
 from tests.tiny_vlm import IMAGE_TOKENS, tiny_vlm
 
 from .helpers import (
-    REQUEST_TIMEOUT_S, assert_alive, assert_openai_error, decode_audio, start_server, word_error_rate,
+    REQUEST_TIMEOUT_S,
+    assert_alive,
+    assert_openai_error,
+    decode_audio,
+    start_server,
+    word_error_rate,
 )
 
 
