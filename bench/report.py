@@ -100,6 +100,29 @@ def _transcription(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _image(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    title = (
+        f"IMAGE {s['model']} {s['size']}, {s['steps']} steps, guidance {s['guidance']}, "
+        f"{cfg['image_repeats']} repeats (s/image median / p90); load {_load(s)}"
+    )
+    ratio = s["omniforge_vs_direct"]["paired_ratio"]
+    lines = ["", title, f"  {'variant':<34} {'s/image':>15} {'warm-up s':>10} {'x direct':>15}"]
+    for name, v in s["variants"].items():
+        x = _mp(ratio, "{:.2f}", slow="p90") if name == "omniforge" else "1.00"
+        lines.append(
+            f"  {name:<34} {_mp(v['s_per_image'], '{:.2f}', slow='p90'):>15} {s['warmup_s'][name]:>10.2f} {x:>15}"
+        )
+    lines.append(
+        f"  x direct: per-repeat ratio (median / p90); max pixel difference direct vs omniforge: {s['max_pixel_diff']}"
+    )
+    b = s["batch"]
+    lines.append(f"  n={b['n']} in one request vs {b['n']} single requests, {b['repeats']} repeats:")
+    for name, v in b["variants"].items():
+        lines.append(f"  {name:<34} {_mp(v['s_per_image'], '{:.2f}', slow='p90'):>15}")
+    lines.append(f"  one request / singles, s per image: {_mp(b['one_request_vs_singles'], '{:.2f}', slow='p90')}")
+    return lines
+
+
 def report(results: dict[str, Any]) -> str:
     cfg, sec = results["config"], results["sections"]
     lines = _header(results)
@@ -109,6 +132,8 @@ def report(results: dict[str, Any]) -> str:
         lines += _speech(sec["speech"], cfg)
     if "transcription" in sec:
         lines += _transcription(sec["transcription"], cfg)
+    if "image" in sec:
+        lines += _image(sec["image"], cfg)
     if "llama_cpp_server_error" in results:
         lines += ["", "llama_cpp.server was skipped: " + results["llama_cpp_server_error"].splitlines()[0]]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE.parent / "src"))  # the omniforge under bench/ wins 
 import common
 from report import report
 
-SECTIONS = ("text", "speech", "transcription")
+SECTIONS = ("text", "speech", "transcription", "image")
 MODES = {  # repeats per variant and sizes; quick is a smoke test, not a measurement
     "quick": {
         "max_tokens": 32,
@@ -27,6 +27,8 @@ MODES = {  # repeats per variant and sizes; quick is a smoke test, not a measure
         "concurrency_repeats": 1,
         "concurrency_max_tokens": 16,
         "audio_repeats": 2,
+        "image_repeats": 2,
+        "image_batch_repeats": 1,
     },
     "full": {
         "max_tokens": 128,
@@ -35,6 +37,8 @@ MODES = {  # repeats per variant and sizes; quick is a smoke test, not a measure
         "concurrency_repeats": 2,
         "concurrency_max_tokens": 64,
         "audio_repeats": 5,
+        "image_repeats": 7,
+        "image_batch_repeats": 3,
     },
 }
 
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.only or list(SECTIONS)
 
     import audio
+    import image
     import text
 
     from omniforge.backends.llama_cpp import DEFAULT_MAX_CONTEXT
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             piper = find_spec("piper-en-us-joe").local_path(settings.cache_dir)
             whisper = find_spec("whisper-tiny.en").local_path(settings.cache_dir)
             results["sections"]["transcription"] = audio.bench_transcription(cfg, oai, piper, whisper, home, log)
+        if "image" in sections:
+            weights = find_spec("house-image").local_path(settings.cache_dir)  # the package's weights folder
+            results["sections"]["image"] = image.bench_image(cfg, oai, weights, log)
     except BaseException:
         log(f"bench failed; server logs kept in {home}")
         raise
