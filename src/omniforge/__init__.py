@@ -2,7 +2,18 @@
 embeddings, images, video — as a Python library, a CLI and an OpenAI-compatible server."""
 
 from .api import (
-    chat, complete, configure, describe, edit_image, embed, get_service, image, models, speak, transcribe, video,
+    chat,
+    complete,
+    configure,
+    describe,
+    edit_image,
+    embed,
+    get_service,
+    image,
+    models,
+    speak,
+    transcribe,
+    video,
 )
 from .errors import OmniforgeError
 from .types import GenerationParams, Message, Transcript

@@ -20,8 +20,16 @@ from .config import Settings, load_settings
 from .errors import InvalidRequestError, PayloadTooLargeError
 from .runtime import ModelManager
 from .types import (
-    EmbeddingResult, GenerationParams, ImageParams, ImageResult, Message, ProgressFn, TextDelta, TextResult,
-    Transcript, Usage,
+    EmbeddingResult,
+    GenerationParams,
+    ImageParams,
+    ImageResult,
+    Message,
+    ProgressFn,
+    TextDelta,
+    TextResult,
+    Transcript,
+    Usage,
 )
 
 log = logging.getLogger("omniforge.service")
@@ -101,11 +109,14 @@ class Service:
         self.catalog = Catalog(self.settings.catalog_path, defaults)
         self.runtime = runtime or ModelManager(self.settings)
         self._videos: Any = None
-        self._videos_lock = threading.Lock()
+        self._pipelines: Any = None
+        self._videos_lock = threading.Lock()  # guards the lazily created job queues
 
     def close(self) -> None:
         if self._videos is not None:
             self._videos.close()
+        if self._pipelines is not None:
+            self._pipelines.close(wait=False)
         self.runtime.close()
 
     # -- models ----------------------------------------------------------------------------
@@ -501,6 +512,20 @@ class Service:
             Message(role, text) for q, a in DESCRIBE_EXAMPLES for role, text in (("user", q), ("assistant", a))
         ]
         return self.chat([*shown, message], spec.id, params)[0]
+
+    # -- pipelines -------------------------------------------------------------------------
+    @property
+    def pipelines(self) -> Any:
+        """The pipeline runner over the job store in home (created on first use)."""
+        with self._videos_lock:
+            if self._pipelines is None:
+                from .pipelines.artifacts import ArtifactStore
+                from .pipelines.engine import PipelineRunner
+                from .pipelines.store import PipelineStore
+
+                store = PipelineStore(self.settings.home / "pipelines.db")
+                self._pipelines = PipelineRunner(self, store, ArtifactStore(self.settings.home / "artifacts", store))
+            return self._pipelines
 
     # -- video -----------------------------------------------------------------------------
     @property

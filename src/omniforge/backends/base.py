@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..types import (
-    EmbeddingResult, GenerationParams, ImageParams, ImageResult, Message, ProgressFn, TextDelta, Transcript,
-    VideoParams, VideoResult,
+    EmbeddingResult,
+    GenerationParams,
+    ImageParams,
+    ImageResult,
+    Message,
+    ProgressFn,
+    TextDelta,
+    Transcript,
+    VideoParams,
+    VideoResult,
 )
 
 if TYPE_CHECKING:

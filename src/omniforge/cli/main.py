@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import OmniforgeError
-from . import chat, embed, generate, house, image, models, serve, speak, transcribe
+from . import chat, embed, generate, house, image, models, pipelines, serve, speak, transcribe
 from .state import CliState, print_error
 
 
@@ -115,6 +115,8 @@ app.command("image")(image.image)
 app.command("edit")(image.edit)
 app.command("video")(image.video)
 app.command("describe")(image.describe)
+app.command("run")(pipelines.run)
+app.add_typer(pipelines.app, name="recipes")
 app.add_typer(models.app, name="models")
 app.add_typer(house.train_app, name="train")
 app.add_typer(house.eval_app, name="eval")

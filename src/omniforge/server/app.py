@@ -25,7 +25,7 @@ from ..service import Service
 from . import errors
 from .errors import BodyTooLarge, error_response
 from .metrics import Metrics, MetricsMiddleware
-from .routes import audio, chat, completions, embeddings, health, images, models, videos
+from .routes import audio, chat, completions, embeddings, health, images, models, pipelines, videos
 
 log = logging.getLogger("omniforge.server")
 
@@ -122,6 +122,9 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(limiter.total_tokens, MIN_THREADS, settings.max_queue * len(service.models()) + 16)
+        resumed = await anyio.to_thread.run_sync(lambda: service.pipelines.resume_interrupted())
+        if resumed:
+            log.info("resuming %d interrupted pipeline run(s): %s", len(resumed), ", ".join(resumed))
         for model_id in settings.preload:
             t0 = time.perf_counter()
             await anyio.to_thread.run_sync(service.preload, [model_id])
@@ -143,7 +146,7 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     app.state.metrics = Metrics(service)
     app.state.started = int(time.time())
     errors.install(app)
-    for module in (models, chat, completions, embeddings, audio, images, videos, health):
+    for module in (models, chat, completions, embeddings, audio, images, videos, pipelines, health):
         app.include_router(module.router)
     # Outermost last: limit the body before anything reads it; count every request.
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_upload_mb * 2**20))

@@ -230,3 +230,9 @@ class ImageGenerationRequest(RequestModel):
 class AudioOutput(RequestModel):
     voice: str | dict[str, Any] | None = None
     format: str | None = None
+
+
+# -- pipelines -------------------------------------------------------------------------------
+class PipelineRunRequest(RequestModel):
+    # Input name -> value: text, a number, or a base64 data: URL for audio, image and documents.
+    inputs: dict[str, Any] | None = None

@@ -9,10 +9,10 @@ with stream_options.include_usage a last chunk with no choices carries the usage
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Iterator
 import base64
 import binascii
+import re
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
