@@ -25,7 +25,7 @@ from ..service import Service
 from . import errors
 from .errors import BodyTooLarge, error_response
 from .metrics import Metrics, MetricsMiddleware
-from .routes import audio, chat, completions, embeddings, health, images, models, pipelines, videos
+from .routes import audio, chat, completions, embeddings, health, images, models, pipelines, videos, voice
 
 log = logging.getLogger("omniforge.server")
 
@@ -93,7 +93,7 @@ class ApiKeyAuth:
         self.keys = [k.encode() for k in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in UNAUTHENTICATED_PATHS:
+        if scope["type"] not in ("http", "websocket") or not self.keys or scope["path"] in UNAUTHENTICATED_PATHS:
             await self.app(scope, receive, send)
             return
         header = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
@@ -108,7 +108,10 @@ class ApiKeyAuth:
         else:
             await self.app(scope, receive, send)
             return
-        await error_response(err)(scope, receive, send)
+        if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})  # the server can only refuse the handshake
+            return
+        await error_response(err)(scope, receive, send)  # a WebSocket handshake gets the 401 and its JSON too
 
 
 def create_app(service: Service | None = None, settings: Settings | None = None) -> FastAPI:
@@ -146,7 +149,7 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     app.state.metrics = Metrics(service)
     app.state.started = int(time.time())
     errors.install(app)
-    for module in (models, chat, completions, embeddings, audio, images, videos, pipelines, health):
+    for module in (models, chat, completions, embeddings, audio, images, videos, pipelines, voice, health):
         app.include_router(module.router)
     # Outermost last: limit the body before anything reads it; count every request.
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_upload_mb * 2**20))
