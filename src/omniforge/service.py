@@ -523,8 +523,9 @@ class Service:
                 from .pipelines.engine import PipelineRunner
                 from .pipelines.store import PipelineStore
 
-                store = PipelineStore(self.settings.home / "pipelines.db")
-                self._pipelines = PipelineRunner(self, store, ArtifactStore(self.settings.home / "artifacts", store))
+                folder = self.settings.home / "pipelines"
+                store = PipelineStore(folder / "jobs.db")
+                self._pipelines = PipelineRunner(self, store, ArtifactStore(folder / "artifacts", store))
             return self._pipelines
 
     # -- video -----------------------------------------------------------------------------

@@ -226,3 +226,7 @@ register_step("summarize", summarize_step, modality="text",
                       "chunk_tokens": "number?"},
               outputs={"text": "text", "chunks": "number", "rounds": "number"},
               description="a map-reduce summary within the chat model's context")
+
+
+# Step kinds that live in their own modules register themselves on import.
+from . import knowledge, sessions  # noqa: E402, F401
