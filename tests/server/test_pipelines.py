@@ -132,3 +132,16 @@ def _events(http: httpx.Client, run_id: str) -> list[dict]:
             if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line[6:]))
     return events
+
+
+@pytest.mark.slow
+def test_code_assistant_runs_the_generated_code_in_the_sandbox(http: httpx.Client) -> None:
+    r = http.post("/v1/pipelines/code-assistant/runs", json={"inputs": {
+        "task": "Return the square of a number x.", "tests": "assert square(3) == 9\nassert square(-2) == 4\n"}})
+    assert r.status_code == 200, r.text
+    run = _wait(http, r.json()["id"])
+    assert run["status"] == "succeeded", run["error"]
+    outputs = run["outputs"]
+    assert "def square" in outputs["code"]
+    assert "sandbox" in outputs["answer"].lower()  # the run's result is part of the answer
+    assert isinstance(outputs["passed"], bool)

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import OmniforgeError
-from . import chat, embed, generate, house, image, models, pipelines, serve, speak, transcribe
+from . import chat, embed, evals, generate, house, image, models, pipelines, serve, speak, transcribe
 from .state import CliState, print_error
 
 
@@ -120,6 +120,7 @@ app.add_typer(pipelines.app, name="recipes")
 app.add_typer(models.app, name="models")
 app.add_typer(house.train_app, name="train")
 app.add_typer(house.eval_app, name="eval")
+evals.register(house.eval_app)
 
 
 def main() -> None:

@@ -229,4 +229,4 @@ register_step("summarize", summarize_step, modality="text",
 
 
 # Step kinds that live in their own modules register themselves on import.
-from . import knowledge, sessions  # noqa: E402, F401
+from . import code, knowledge, sessions  # noqa: E402, F401
