@@ -505,10 +505,8 @@ class Service:
         params = params or GenerationParams(temperature=0.0, max_tokens=80)
         message = Message("user", prompt or DESCRIBE_PROMPT, images=[image])
         spec = self.catalog.resolve(model, "text")
-        with self.runtime.lease(spec) as instance:
-            sees = instance.accepts_images
         # A small model that reads facts instead of pixels needs to be shown what to do with them.
-        shown = [] if sees else [
+        shown = [] if self._sees(spec) else [
             Message(role, text) for q, a in DESCRIBE_EXAMPLES for role, text in (("user", q), ("assistant", a))
         ]
         return self.chat([*shown, message], spec.id, params)[0]

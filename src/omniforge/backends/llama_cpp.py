@@ -69,15 +69,26 @@ def load(spec: ModelSpec, settings: Settings) -> LlamaCppModel:
     path = Path(spec.local_path(settings.cache_dir))
     if not path.is_file():
         raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
-    n_ctx = spec.options.get("n_ctx")
-    if n_ctx is None:
-        n_ctx = min(_trained_context(path) or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
-    elif not isinstance(n_ctx, int) or n_ctx < 16:
-        raise ModelLoadError(f"model {spec.id}: option n_ctx must be an integer >= 16, not {n_ctx!r}")
+    n_ctx = context_size(spec, path)
     if spec.options.get("prompt_cache", "auto") not in _PROMPT_CACHE_MODES:
         raise ModelLoadError(f"model {spec.id}: option prompt_cache must be one of {', '.join(_PROMPT_CACHE_MODES)}")
+    return LlamaCppModel(spec, open_llama(llama_cpp, spec, path, n_ctx, settings), path)
+
+
+def context_size(spec: ModelSpec, path: Path) -> int:
+    """spec.options["n_ctx"], checked, or the GGUF's trained context capped at DEFAULT_MAX_CONTEXT."""
+    n_ctx = spec.options.get("n_ctx")
+    if n_ctx is None:
+        return min(_trained_context(path) or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
+    if not isinstance(n_ctx, int) or n_ctx < 16:
+        raise ModelLoadError(f"model {spec.id}: option n_ctx must be an integer >= 16, not {n_ctx!r}")
+    return n_ctx
+
+
+def open_llama(llama_cpp: Any, spec: ModelSpec, path: Path, n_ctx: int, settings: Settings) -> Any:
+    """A llama_cpp.Llama on `path` with omniforge's threads and batch; ModelLoadError if it fails."""
     try:
-        llm = llama_cpp.Llama(
+        return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_batch=min(512, n_ctx),
@@ -87,7 +98,6 @@ def load(spec: ModelSpec, settings: Settings) -> LlamaCppModel:
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"model {spec.id}: llama.cpp could not load {path}: {exc}") from exc
-    return LlamaCppModel(spec, llm, path)
 
 
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}

@@ -25,7 +25,7 @@ from ..errors import (
     OmniforgeError,
 )
 from ..types import GenerationParams, Message, TextDelta
-from .llama_cpp import DEFAULT_MAX_CONTEXT, LlamaCppModel, _check_params, _trained_context
+from .llama_cpp import LlamaCppModel, _check_params, context_size, open_llama
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -70,24 +70,10 @@ def load(spec: ModelSpec, settings: Settings) -> LlamaCppVision:
         raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
     mmproj = _mmproj_path(spec, path)
     handler_cls = _handler_class(spec, llama_chat_format)
-    n_ctx = spec.options.get("n_ctx")
-    if n_ctx is None:
-        n_ctx = min(_trained_context(path) or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
-    elif not isinstance(n_ctx, int) or n_ctx < 16:
-        raise ModelLoadError(f"model {spec.id}: option n_ctx must be an integer >= 16, not {n_ctx!r}")
+    n_ctx = context_size(spec, path)
 
     # 2. The language model.
-    try:
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=min(512, n_ctx),
-            n_threads=settings.threads,
-            n_threads_batch=settings.threads,
-            verbose=False,
-        )
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ModelLoadError(f"model {spec.id}: llama.cpp could not load {path}: {exc}") from exc
+    llm = open_llama(llama_cpp, spec, path, n_ctx, settings)
 
     # 3. The projector, in the handler's libmtmd context (freed with the model).
     try:
