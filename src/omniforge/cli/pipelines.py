@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,24 +27,36 @@ def _inputs(pairs: list[str]) -> dict[str, Any]:
 
 
 def _save_artifacts(ctx: typer.Context, outputs: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Write every artifact among the outputs into `folder`; text outputs stay as they are."""
+    """Write every artifact among the outputs (nested in mappings and lists too) into `folder`.
+
+    An artifact is named after where it sits: `audio.wav`, `documents-french.md`, `images-2.png`.
+    """
     runner = state(ctx).service.pipelines
-    shown: dict[str, Any] = {}
-    for name, value in outputs.items():
+
+    def walk(value: Any, name: str) -> Any:
         if isinstance(value, dict) and "artifact" in value:
             artifact = runner.artifacts.get(value)
             suffix = Path(artifact.name).suffix if artifact.name else _suffix(artifact.media_type)
             target = folder / f"{name}{suffix}"
             save(target, runner.artifacts.read(value))
-            shown[name] = str(target)
-        else:
-            shown[name] = value
-    return shown
+            return str(target)
+        if isinstance(value, dict):
+            return {k: walk(v, f"{name}-{_slug(str(k))}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{name}-{i + 1}") for i, v in enumerate(value)]
+        return value
+
+    return {name: walk(value, _slug(name)) for name, value in outputs.items()}
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^a-z0-9_.]+", "-", key.lower()).strip("-") or "output"
 
 
 def _suffix(media_type: str) -> str:
     return {"audio/wav": ".wav", "image/png": ".png", "video/mp4": ".mp4", "text/plain": ".txt",
-            "audio/mpeg": ".mp3", "image/jpeg": ".jpg"}.get(media_type, ".bin")
+            "text/markdown": ".md", "text/html": ".html", "audio/mpeg": ".mp3", "image/jpeg": ".jpg"
+            }.get(media_type, ".bin")
 
 
 def run(
