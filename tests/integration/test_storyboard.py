@@ -10,17 +10,9 @@ from typing import Any
 
 import pytest
 
-from omniforge.backends.storyboard import (
-    COLOURS,
-    POSITIONS,
-    SHAPES,
-    SIZES,
-    house_prompt,
-    parse_scenes,
-    prompt_sentences,
-    scene_count,
-)  # fmt: skip
+from omniforge.backends.storyboard import parse_scenes, prompt_sentences, scene_count
 from omniforge.config import load_settings
+from omniforge.house.prompts import COLOURS, POSITIONS, SHAPES, SIZES, house_prompt
 from omniforge.service import Service
 from omniforge.types import VideoParams
 from omniforge.video.assemble import probe
