@@ -30,6 +30,8 @@ from .types import (
     TextResult,
     Transcript,
     Usage,
+    VideoParams,
+    VideoResult,
 )
 
 log = logging.getLogger("omniforge.service")
@@ -527,6 +529,13 @@ class Service:
             return self._pipelines
 
     # -- video -----------------------------------------------------------------------------
+    def generate_video(self, params: VideoParams, model: str | None = None,
+                       progress: ProgressFn | None = None) -> tuple[ModelSpec, VideoResult]:
+        """One video, made now (the /v1/videos jobs and pipeline steps call this on their own threads)."""
+        spec = self.catalog.resolve(model, "video")
+        with self.runtime.lease(spec) as instance:
+            return spec, instance.generate(params, progress, self)
+
     @property
     def videos(self) -> Any:
         """The video job queue (created on first use; resumes the job list from disk)."""

@@ -153,3 +153,4 @@ class VideoResult:
     height: int
     seconds: float
     has_audio: bool = False
+    narration: list[str] | None = None  # what the voice-over says, scene by scene (narrating backends)

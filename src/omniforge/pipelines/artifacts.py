@@ -52,6 +52,8 @@ def guess_media_type(data: bytes, name: str | None = None) -> str:
         return "audio/wav"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
     for prefix, media_type in _MAGIC:
         if data.startswith(prefix):
             return media_type

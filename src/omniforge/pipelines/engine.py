@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("omniforge.pipelines")
 
 _PROGRESS_EVERY_S = 0.5
-_DEFAULT_MEDIA = {"audio": "audio/wav", "image": "image/png", "document": "text/plain"}
 
 
 class PipelineRunner:

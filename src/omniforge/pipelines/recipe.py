@@ -22,7 +22,7 @@ import yaml
 from ..errors import InvalidRequestError, NotFoundError
 from .steps import BINARY, TYPES, get_step
 
-INPUT_TYPES = ("text", "audio", "image", "document", "number")
+INPUT_TYPES = ("text", "audio", "image", "video", "document", "number")
 _TEMPLATE = re.compile(r"\$\{([^}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

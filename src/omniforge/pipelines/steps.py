@@ -2,7 +2,7 @@
 
 A step kind is `fn(service, args, ctx) -> output dict` (JSON-able), with a signature the recipe
 loader checks before anything runs: its arguments and their types ("text", "number", "audio",
-"image", "document", "any", or alternatives "text|document"; a trailing "?" marks an optional
+"image", "video", "document", "any", or alternatives "text|document"; a trailing "?" marks an optional
 one) and the fields of its output with theirs. `modality` names the kind of model it needs.
 """
 
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, OmniforgeError
-from ..types import GenerationParams, ImageParams, Message
+from ..types import GenerationParams, ImageParams, Message, VideoParams
 from .artifacts import ArtifactStore, is_ref
 
 if TYPE_CHECKING:
     from ..service import Service
 
-TYPES = ("text", "number", "audio", "image", "document", "any")
-BINARY = ("audio", "image", "document")
+TYPES = ("text", "number", "audio", "image", "video", "document", "any")
+BINARY = ("audio", "image", "video", "document")
 
 
 class JobCancelled(Exception):
@@ -162,21 +162,45 @@ def describe_step(service: Service, args: dict[str, Any], ctx: StepContext) -> d
     return {"text": result.text.strip()}
 
 
+def image_size(args: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(width, height) from a step's "size" argument ("256x256"), or (None, None) for the model's default."""
+    if not args.get("size"):
+        return None, None
+    try:
+        width, height = (int(v) for v in str(args["size"]).lower().split("x"))
+    except ValueError:
+        raise InvalidRequestError(f"size must look like 256x256, not {args['size']!r}", param="size") from None
+    return width, height
+
+
+def _seed(args: dict[str, Any]) -> int | None:
+    return None if args.get("seed") in (None, "") else int(args["seed"])
+
+
 def image_step(service: Service, args: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    width = height = None
-    if args.get("size"):
-        try:
-            width, height = (int(v) for v in str(args["size"]).lower().split("x"))
-        except ValueError:
-            raise InvalidRequestError(f"size must look like 256x256, not {args['size']!r}", param="size") from None
-    params = ImageParams(prompt=str(args["prompt"]), width=width, height=height,
-                         steps=None if args.get("steps") is None else int(args["steps"]),
-                         seed=None if args.get("seed") is None else int(args["seed"]))
+    width, height = image_size(args)
+    params = ImageParams(prompt=str(args["prompt"]), width=width, height=height, n=int(args.get("n") or 1),
+                         steps=None if args.get("steps") is None else int(args["steps"]), seed=_seed(args))
     _, result = service.generate_image(params, args.get("model"),
                                        lambda done, total: (ctx.check(), ctx.progress(done / max(total, 1), None)))
-    buf = io.BytesIO()
-    result.images[0].save(buf, format="PNG")
-    return {"image": ctx.put(buf.getvalue(), "image/png", f"{ctx.step}.png"), "seed": result.seed}
+    images = []
+    for i, picture in enumerate(result.images):
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG")
+        images.append(ctx.put(buf.getvalue(), "image/png", f"{ctx.step}-{i + 1}.png" if i else f"{ctx.step}.png"))
+    return {"image": images[0], "images": images, "seed": result.seed}
+
+
+def video_step(service: Service, args: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    width, height = image_size(args)
+    seconds = args.get("seconds")
+    params = VideoParams(prompt=str(args["prompt"]), width=width, height=height, seed=_seed(args),
+                         seconds=None if seconds in (None, "") else float(seconds))
+    _, result = service.generate_video(params, args.get("model"),
+                                       lambda done, total: (ctx.check(), ctx.progress(done / max(total, 1), None)))
+    return {"video": ctx.put(result.mp4, "video/mp4", f"{ctx.step}.mp4"), "seconds": round(result.seconds, 3),
+            "size": f"{result.width}x{result.height}", "has_audio": result.has_audio,
+            "narration": " ".join(result.narration or [])}
 
 
 def extract_text_step(service: Service, args: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -216,8 +240,14 @@ register_step("speak", speak_step, modality="speech",
 register_step("describe", describe_step, modality="text", params={"image": "image", "prompt": "text?", "model": "text?"},
               outputs={"text": "text"}, description="a description of an image")
 register_step("image", image_step, modality="image",
-              params={"prompt": "text", "size": "text?", "steps": "number?", "seed": "number?", "model": "text?"},
-              outputs={"image": "image", "seed": "number"}, description="text to image (PNG)")
+              params={"prompt": "text", "size": "text?", "n": "number?", "steps": "number?", "seed": "number?",
+                      "model": "text?"},
+              outputs={"image": "image", "images": "any", "seed": "number"},
+              description="text to image (PNG); with n, several (images)")
+register_step("video", video_step, modality="video",
+              params={"prompt": "text", "seconds": "number?", "size": "text?", "seed": "number?", "model": "text?"},
+              outputs={"video": "video", "seconds": "number", "size": "text", "has_audio": "any", "narration": "text"},
+              description="text to video (MP4); a narrating model adds voice-over and subtitles")
 register_step("extract_text", extract_text_step, params={"document": "document|text"},
               outputs={"text": "text", "format": "text", "chars": "number"},
               description="plain text of a text, Markdown, HTML, DOCX or PDF document")
@@ -229,4 +259,4 @@ register_step("summarize", summarize_step, modality="text",
 
 
 # Step kinds that live in their own modules register themselves on import.
-from . import code, knowledge, sessions  # noqa: E402, F401
+from . import code, knowledge, marketing, sessions, translate  # noqa: E402, F401

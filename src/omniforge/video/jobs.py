@@ -201,9 +201,7 @@ class VideoJobs:
                 self._update(job_id, progress=min(99, int(100 * done / max(total, 1))))
 
         try:
-            spec = self.service.catalog.get(model)
-            with self.service.runtime.lease(spec) as instance:
-                result = instance.generate(params, progress, self.service)
+            _, result = self.service.generate_video(params, model, progress)
             with self._lock:  # a delete is either before this (nothing written) or after it (all removed)
                 if job_id in self._cancelled:
                     return
