@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.recipe_cases import cases as recipe_cases
+
 from .helpers import REQUEST_TIMEOUT_S, ServerProcess, assert_alive, assert_openai_error, start_server
 
 # A user recipe: a quick first step (speech), then a slow one (a map-reduce summary).
@@ -145,3 +147,26 @@ def test_code_assistant_runs_the_generated_code_in_the_sandbox(http: httpx.Clien
     assert "def square" in outputs["code"]
     assert "sandbox" in outputs["answer"].lower()  # the run's result is part of the answer
     assert isinstance(outputs["passed"], bool)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(recipe_cases(Path("/nonexistent"), b"")))
+def test_builtin_recipe_runs_from_the_api(http: httpx.Client, tmp_path: Path, name: str) -> None:
+    wav = http.post("/v1/audio/speech", json={"input": "What is the capital of France?", "voice": "alloy",
+                                              "response_format": "wav"}).content
+    inputs, check = recipe_cases(tmp_path, wav)[name]
+    for key, value in inputs.items():  # binary inputs travel as data URLs
+        if isinstance(value, bytes):
+            media = "audio/wav" if value[:4] == b"RIFF" else "image/png"
+            inputs[key] = f"data:{media};base64," + base64.b64encode(value).decode()
+    r = http.post(f"/v1/pipelines/{name}/runs", json={"inputs": inputs})
+    assert r.status_code == 200, r.text
+    run = _wait(http, r.json()["id"], timeout=600)
+    assert run["status"] == "succeeded", run["error"]
+
+    def read(ref: dict) -> bytes:
+        got = http.get(f"/v1/artifacts/{ref['artifact']}")
+        assert got.status_code == 200, got.text
+        return got.content
+
+    check(run["outputs"], read)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from omniforge.catalog import EMBEDDED
 from omniforge.cli.main import app
 from omniforge.config import load_settings
+from tests.recipe_cases import cases as recipe_cases
 
 
 @pytest.fixture
@@ -365,3 +366,40 @@ def test_models_add_infers_diffusers_folders(cli, home, tmp_path):
     assert result.exit_code == 0, result.output
     shown = cli("models", "show", "my-sd")
     assert "diffusers" in shown.stdout and "image" in shown.stdout
+
+
+# -- every built-in recipe through `omniforge run` ---------------------------------------------------
+@pytest.fixture(scope="module")
+def question_wav() -> bytes:
+    from omniforge.audio.codec import finish_wav
+    from omniforge.service import Service
+
+    service = Service(load_settings(threads=1))
+    try:
+        _, _, stream = service.speak("What is the capital of France?", fmt="wav")
+        return finish_wav(b"".join(stream))
+    finally:
+        service.close()
+
+
+def test_recipe_cases_cover_every_builtin_recipe(tmp_path):
+    from omniforge.pipelines import builtin_recipes
+
+    assert set(recipe_cases(tmp_path, b"")) == set(builtin_recipes())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(recipe_cases(Path("/nonexistent"), b"")))
+def test_builtin_recipe_runs_from_the_cli(cli, home, tmp_path, question_wav, name):
+    inputs, check = recipe_cases(tmp_path, question_wav)[name]
+    args = []
+    for key, value in inputs.items():
+        if isinstance(value, bytes):  # binary inputs are files
+            path = tmp_path / f"{key}.{'wav' if value[:4] == b'RIFF' else 'png'}"
+            path.write_bytes(value)
+            value = str(path)
+        args += ["--input", f"{key}={value}"]
+    result = cli("run", name, *args, "--output-dir", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    check(outputs, lambda path: Path(path).read_bytes())
