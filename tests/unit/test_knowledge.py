@@ -14,6 +14,7 @@ import pytest
 
 from omniforge.config import load_settings
 from omniforge.errors import InvalidRequestError, NotFoundError
+from omniforge.evals.retrieval import Question, score
 from omniforge.pipelines import (  # noqa: F401  knowledge and sessions register ingest, retrieve, answer, support
     ArtifactStore,
     PipelineRunner,
@@ -24,7 +25,7 @@ from omniforge.pipelines import (  # noqa: F401  knowledge and sessions register
     load_recipe,
     sessions,
 )
-from omniforge.pipelines.knowledge import DONT_KNOW, KnowledgeBase, chunk_text, default_name, recall_at_k
+from omniforge.pipelines.knowledge import DONT_KNOW, KnowledgeBase, chunk_text, default_name
 from omniforge.pipelines.sessions import HANDOFF, SessionStore
 from omniforge.service import Service
 
@@ -275,10 +276,10 @@ def test_retrieval_recall_at_k(service: Service, tmp_path: Path) -> None:
     kb = KnowledgeBase(service, "recall")
     stats = kb.ingest(_library(tmp_path), chunk_tokens=48, overlap_tokens=12)  # two or three passages a file
     assert stats["chunks"] >= 2 * len(DOCS)
-    pairs = [(q, file) for q, file, _ in QUESTIONS]
-    recall = {k: recall_at_k(kb, pairs, k) for k in (1, 3)}
+    report = score(kb, [Question(q, file, word) for q, file, word in QUESTIONS], (1, 3))
+    recall = {k: report.recall(k) for k in (1, 3)}
     top = [kb.search(q, 1)[0] for q, _, _ in QUESTIONS]
-    passage_hits = sum(p.file == file and word in p.text for p, (_, file, word) in zip(top, QUESTIONS))
+    passage_hits = sum(q.passage_rank == 1 for q in report.questions)
     print(f"\n{stats['chunks']} passages from {len(DOCS)} files: recall@1 = {recall[1]:.3f}, "
           f"recall@3 = {recall[3]:.3f}, right passage first {passage_hits}/{len(QUESTIONS)}")
     assert recall[1] >= 0.85 and recall[3] >= 0.95 and passage_hits >= 0.8 * len(QUESTIONS)

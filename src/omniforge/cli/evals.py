@@ -1,7 +1,8 @@
-"""`omniforge eval humaneval`: code generation measured by HumanEval pass@1, each completion checked in the sandbox."""
+"""`omniforge eval humaneval|transcription|retrieval`: models and recipes measured on real data (pass@1, WER, recall@k)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -50,11 +51,71 @@ def humaneval(
     typer.echo(summary(report))
 
 
+def _report(ctx: typer.Context, report: dict, json_path: Path | None) -> None:
+    if json_path is not None:
+        from ..storage import write_atomic
+
+        write_atomic(json_path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode())
+        state(ctx).progress.note(f"report written to {json_path}")
+
+
+def transcription(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="A folder of audio files with NAME.txt (or *.trans.txt) transcripts, "
+                                              "or a JSONL manifest of {audio, text}.", show_default=False)],
+    model: Annotated[
+        str | None, typer.Option(help="The transcription model (default: the default one).", show_default=False)
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="The spoken language (default: detected per file).", show_default=False)
+    ] = None,
+    n: Annotated[int | None, typer.Option(help="The first N samples only.", show_default=False)] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write every transcript and its errors as JSON here.",
+                                  show_default=False)
+    ] = None,
+) -> None:
+    """Print the word (and character) error rate of a transcription model on recordings with transcripts."""
+    from ..evals.transcription import evaluate, summary
+
+    st = state(ctx)
+    with st.progress.steps("transcribing") as update:
+        report = evaluate(st.service, data, model, language, n, progress=update)
+    _report(ctx, report.to_dict(), json_path)
+    typer.echo(summary(report))
+
+
+def retrieval(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="The documents (its knowledge base is brought up to date).",
+                                           show_default=False)],
+    questions: Annotated[Path, typer.Argument(help="JSONL of {question, file[, passage]}.", show_default=False)],
+    k: Annotated[list[int] | None, typer.Option("--k", help="Cut-offs for recall@k (repeatable; default 1, 3, 5).",
+                                                show_default=False)] = None,
+    model: Annotated[
+        str | None, typer.Option(help="The embedding model (default: the default one).", show_default=False)
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write every question's ranking as JSON here.", show_default=False)
+    ] = None,
+) -> None:
+    """Print recall@k and MRR of the knowledge base of FOLDER on a question set about its files."""
+    from ..evals.retrieval import evaluate, summary
+
+    st = state(ctx)
+    with st.progress.steps("retrieving") as update:
+        report = evaluate(st.service, folder, questions, tuple(k or (1, 3, 5)), model, progress=update)
+    _report(ctx, report.to_dict(), json_path)
+    typer.echo(summary(report))
+
+
 def register(eval_app: typer.Typer) -> None:
-    """Add `humaneval` to an existing `omniforge eval` app."""
+    """Add `humaneval`, `transcription` and `retrieval` to an existing `omniforge eval` app."""
     eval_app.command("humaneval")(humaneval)
+    eval_app.command("transcription")(transcription)
+    eval_app.command("retrieval")(retrieval)
 
 
 register(app)
 
-__all__ = ["app", "humaneval", "register"]
+__all__ = ["app", "humaneval", "register", "retrieval", "transcription"]

@@ -366,14 +366,6 @@ def _extract(data: bytes, name: str) -> str:
     return extract_text(data, media_type, name)[0]
 
 
-def recall_at_k(kb: KnowledgeBase, questions: list[tuple[str, str]], k: int = 3) -> float:
-    """The share of (question, file) pairs whose file is among the top `k` passages' files."""
-    if not questions:
-        raise InvalidRequestError("recall needs at least one (question, file) pair", param="questions")
-    hits = sum(any(p.file == file for p in kb.search(q, k)) for q, file in questions)
-    return hits / len(questions)
-
-
 # -- grounded answers ----------------------------------------------------------------------------
 ANSWER_SYSTEM = "Answer the question in one or two sentences using only the notes. Cite notes like [1]."
 ANSWER_EXAMPLE = (
@@ -475,4 +467,4 @@ register_step("answer", answer_step, modality="text",
               description="a grounded answer citing file and passage, or \"I don't know\" when nothing is relevant")
 
 __all__ = ["DONT_KNOW", "THRESHOLD", "KnowledgeBase", "Passage", "answer", "chunk_text", "citations",
-           "default_name", "recall_at_k", "relevant"]
+           "default_name", "relevant"]
