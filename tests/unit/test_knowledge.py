@@ -179,6 +179,14 @@ def _recipe(name: str) -> Recipe:
 
 
 # -- fast: chunking, session store, recipes --------------------------------------------------------
+def test_text_without_breaks_is_cut_to_the_budget() -> None:
+    count = lambda s: len(s) // 4 + 1  # noqa: E731  # about four characters a token
+    text = "A short intro.\n\n" + "Q" * 3000 + " and a tail\n\n" + "| cell | cell |\n" * 40
+    chunks = chunk_text(text, count, budget=100, overlap=20)
+    assert all(count(c) <= 100 for c in chunks) and len(chunks) >= 9
+    assert "".join(chunks).count("Q") == 3000  # nothing lost (no overlap inside an unbroken word)
+
+
 def test_chunks_keep_paragraphs_within_budget_with_overlap() -> None:
     paragraphs = [" ".join(f"p{i}w{j}." if j % 6 == 5 else f"p{i}w{j}" for j in range(30)) for i in range(6)]
     chunks = chunk_text("\n\n".join(paragraphs), _words, budget=70, overlap=12)

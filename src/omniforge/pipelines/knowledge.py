@@ -64,7 +64,30 @@ def chunk_text(text: str, count: Callable[[str], int], budget: int = CHUNK_TOKEN
         current.append((unit, n))
     if current:  # it holds at least one unit past the overlap
         chunks.append(current)
-    return ["\n\n".join(u for u, _ in chunk) for chunk in chunks]
+    joined = ["\n\n".join(u for u, _ in chunk) for chunk in chunks]
+    # Joined text can tokenize longer than its parts counted apart: such a passage is cut again.
+    return [piece for chunk in joined for piece in ([chunk] if count(chunk) <= budget else _cut(chunk, budget, count))]
+
+
+def _cut(text: str, budget: int, count: Callable[[str], int]) -> Iterator[str]:
+    """`text` in pieces of at most `budget` tokens, each the longest prefix that fits (for text with no
+    usable breaks: a long URL, base64, a table row)."""
+    while text:
+        if count(text) <= budget:
+            yield text
+            return
+        lo, hi = 1, len(text)  # the longest prefix within budget, by bisection on characters
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(text[:mid]) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        space = text.rfind(" ", 0, lo)
+        end = space if space > lo // 2 else lo  # prefer a cut at a space
+        if text[:end].strip():
+            yield text[:end].strip()
+        text = text[end:].strip()
 
 
 def _units(text: str, budget: int, count: Callable[[str], int]) -> Iterator[str]:
@@ -87,6 +110,9 @@ def _units(text: str, budget: int, count: Callable[[str], int]) -> Iterator[str]
                         piece = word
                     else:
                         piece = f"{piece} {word}".strip()
+                    if count(piece) > budget:  # one word longer than a passage
+                        *whole, piece = _cut(piece, budget, count)
+                        yield from whole
                 if piece:
                     yield piece
 
