@@ -50,6 +50,13 @@ class Settings:
     default_vision_model: str = "image-facts"  # analyses images for chat models that cannot see
     # -- text generation defaults
     default_max_tokens: int = 512  # when a request gives none
+    # -- cost (router/cost.py): what compute on this machine costs
+    machine_usd_per_hour: float = 0.05  # amortized hardware or the VM's hourly price
+    machine_watts: float = 65.0  # power draw under load
+    usd_per_kwh: float = 0.30  # electricity price
+    # -- budgets (router/ledger.py): "SCOPE:LIMIT/PERIOD" entries, e.g. "key:sk-a=1000 requests/day",
+    #    "project:web=0.50 usd/month", "*=3600 compute_seconds/day" (every key); see the README
+    budgets: list[str] = field(default_factory=list)
 
     # derived paths -------------------------------------------------------------------------
     @property

@@ -96,6 +96,13 @@ class RateLimitError(OmniforgeError):
     default_code = "rate_limit_exceeded"
 
 
+class BudgetExceededError(RateLimitError):
+    """A request that would take a key's or project's spending past its budget."""
+
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+
 class OverloadedError(OmniforgeError):
     status_code = 503
     error_type = "server_overloaded"

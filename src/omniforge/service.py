@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from .catalog import Catalog, ModelSpec
 from .config import Settings, load_settings
 from .errors import InvalidRequestError, PayloadTooLargeError
+from .router.meter import Charge, Meter
 from .runtime import ModelManager
 from .types import (
     EmbeddingResult,
@@ -39,6 +41,8 @@ log = logging.getLogger("omniforge.service")
 T = TypeVar("T")
 _END = object()
 
+AUTO = "auto"  # the model name that asks the router to choose
+CHARS_PER_SPOKEN_SECOND = 15.0  # for the estimate of a speech request's length
 MAX_CHOICES = 8  # n above this is refused: each choice is a full generation on one CPU model
 MAX_STOP = 4  # as OpenAI
 MAX_SPEECH_CHARS = 4096  # as OpenAI
@@ -110,6 +114,8 @@ class Service:
         }
         self.catalog = Catalog(self.settings.catalog_path, defaults)
         self.runtime = runtime or ModelManager(self.settings)
+        self.meter = Meter(self.settings)
+        self._router: Any = None
         self._videos: Any = None
         self._pipelines: Any = None
         self._videos_lock = threading.Lock()  # guards the lazily created job queues
@@ -120,6 +126,7 @@ class Service:
         if self._pipelines is not None:
             self._pipelines.close(wait=False)
         self.runtime.close()
+        self.meter.close()
 
     # -- models ----------------------------------------------------------------------------
     def models(self) -> list[ModelSpec]:
@@ -128,16 +135,55 @@ class Service:
     def model(self, model_id: str) -> ModelSpec:
         return self.catalog.get(model_id)
 
+    @property
+    def router(self) -> Any:
+        """The router behind model "auto" (router/router.py), made on first use."""
+        with self._videos_lock:
+            if self._router is None:
+                from .router.router import Router
+
+                self._router = Router.for_service(self)
+            return self._router
+
+    def pick(self, model: str | None, modality: str, task: str | None = None, **features: Any) -> ModelSpec:
+        """The model for a request: `model` resolved by the catalog, or for "auto" the router's
+        choice for a request with these features (RouteRequest fields)."""
+        if model != AUTO:
+            return self.catalog.resolve(model, modality, task=task)
+        from .router.router import RouteRequest
+
+        return self.catalog.get(self.router.route(RouteRequest(modality=modality, task=task, **features)).model)
+
     def preload(self, model_ids: list[str]) -> None:
         for model_id in model_ids:
             self.runtime.load(self.catalog.get(model_id))
 
-    def _stream(self, spec: ModelSpec, make: Any) -> LeasedStream[Any]:
+    @contextlib.contextmanager
+    def _lease(self, spec: ModelSpec, charges: list[Charge] | None = None, **quantities: Any) -> Iterator[Any]:
+        """Hold a slot of `spec` for a request: admitted against the budgets with an estimate of
+        `quantities` (see Profile.estimate), timed while held, settled by the meter. `charges`, if
+        given, receives the charge (to add tokens to it)."""
+        charge = self.meter.admit(spec, **quantities)
+        if charges is not None:
+            charges.append(charge)
+        held = 0.0
+        try:
+            with self.runtime.lease(spec) as instance:
+                start = time.perf_counter()
+                try:
+                    yield instance
+                finally:
+                    held = time.perf_counter() - start
+        finally:
+            self.meter.used(charge, held)
+
+    def _stream(self, spec: ModelSpec, make: Any, charges: list[Charge] | None = None,
+                **quantities: Any) -> LeasedStream[Any]:
         """Lease `spec`, start `make(instance)` and pull its first item while errors can still
         become a clean HTTP status."""
         stack = contextlib.ExitStack()
         try:
-            instance = stack.enter_context(self.runtime.lease(spec))
+            instance = stack.enter_context(self._lease(spec, charges, **quantities))
             it = make(instance)
             first = next(it, _END)
         except BaseException:
@@ -226,8 +272,11 @@ class Service:
         return out, images
 
     def _generate(
-        self, spec: ModelSpec, prompt_of: Any, params: GenerationParams, n: int, suffix: str | None
+        self, spec: ModelSpec, prompt_of: Any, params: GenerationParams, n: int, suffix: str | None,
+        prompt_chars: int = 0,
     ) -> LeasedStream[tuple[int, TextDelta]]:
+        charges: list[Charge] = []
+
         def run(instance: Any) -> Iterator[tuple[int, TextDelta]]:
             if params.response_format and not instance.supports_grammar:
                 raise InvalidRequestError(
@@ -243,9 +292,13 @@ class Service:
                 p = replace(params, seed=seed, stop=[*params.stop, *stops])
                 extra = {"images": images} if images else {}
                 for delta in instance.generate(prompt, p, suffix=suffix, **extra):
+                    if delta.finish_reason and delta.usage and charges:
+                        self.meter.tokens(charges[0], delta.usage.prompt_tokens if i == 0 else 0,
+                                          delta.usage.completion_tokens)
                     yield i, delta
 
-        return self._stream(spec, run)
+        out_tokens = n * (params.max_tokens or self.settings.default_max_tokens)
+        return self._stream(spec, run, charges, input_tokens=prompt_chars // 4 + 1, output_tokens=out_tokens)
 
     def stream_chat(
         self, messages: list[Message], model: str | None = None, params: GenerationParams | None = None, n: int = 1
@@ -253,7 +306,9 @@ class Service:
         """Stream (choice index, delta) pairs for a chat; choices run one after another."""
         self._check_messages(messages)
         params = self._check_params(params or GenerationParams(), n)
-        spec = self.catalog.resolve(model, "text")
+        spec = self.pick(model, "text", "chat", output_tokens=params.max_tokens or self.settings.default_max_tokens,
+                          input_tokens=sum(len(m.content) if isinstance(m.content, str) else 0 for m in messages) // 4,
+                          images_in=sum(len(m.images) for m in messages))
         if any(m.audio for m in messages):
             messages = self._hear(messages)
         images: list[Any] = []
@@ -264,7 +319,8 @@ class Service:
         def prompt_of(instance: Any) -> tuple[str, list[str], list[Any]]:
             return (*instance.chat_prompt(messages), images)
 
-        return self._generate(spec, prompt_of, params, n, None)
+        chars = sum(len(m.content) if isinstance(m.content, str) else 0 for m in messages)
+        return self._generate(spec, prompt_of, params, n, None, chars)
 
     def _sees(self, spec: ModelSpec) -> bool:
         """Whether the chat model takes images itself (it may depend on its weights: ask it)."""
@@ -282,8 +338,9 @@ class Service:
         if not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be a string", param="prompt")
         params = self._check_params(params or GenerationParams(), n)
-        spec = self.catalog.resolve(model, "text")
-        return self._generate(spec, lambda inst: (prompt, [], []), params, n, suffix)
+        spec = self.pick(model, "text", "completion", input_tokens=len(prompt) // 4,
+                          output_tokens=params.max_tokens or self.settings.default_max_tokens)
+        return self._generate(spec, lambda inst: (prompt, [], []), params, n, suffix, len(prompt) + len(suffix or ""))
 
     @staticmethod
     def collect(stream: Iterator[tuple[int, TextDelta]], n: int = 1) -> list[TextResult]:
@@ -315,15 +372,18 @@ class Service:
             raise InvalidRequestError("input must be a non-empty string or list of strings", param="input")
         if len(texts) > 2048:
             raise InvalidRequestError("input takes at most 2048 items", param="input")
-        spec = self.catalog.resolve(model, "embedding")
-        with self.runtime.lease(spec) as instance:
+        spec = self.pick(model, "embedding", input_tokens=sum(len(t) for t in texts) // 4)
+        charges: list[Charge] = []
+        with self._lease(spec, charges, input_tokens=sum(len(t) for t in texts) // 4 + 1) as instance:
             if dimensions is not None and dimensions != instance.dimensions:
                 raise InvalidRequestError(
                     f"model '{spec.id}' makes {instance.dimensions}-dimensional embeddings and cannot "
                     f"shorten them to {dimensions}",
                     param="dimensions",
                 )
-            return spec, instance.embed(texts)
+            result = instance.embed(texts)
+            self.meter.tokens(charges[0], result.prompt_tokens, 0)
+            return spec, result
 
     # -- speech ----------------------------------------------------------------------------
     def speak(self, text: str, model: str | None = None, voice: str | None = None, speed: float = 1.0,
@@ -342,7 +402,7 @@ class Service:
                 f"response_format must be one of {', '.join(codec.SUPPORTED_SPEECH_FORMATS)}",
                 param="response_format",
             )
-        spec = self.catalog.resolve(model, "speech")
+        spec = self.pick(model, "speech")
 
         def run(instance: Any) -> Iterator[bytes]:
             if voice and voice not in OPENAI_VOICES and voice not in instance.voices and voice != spec.id:
@@ -351,7 +411,7 @@ class Service:
                 )
             yield from codec.encode_stream(instance.synthesize(text, speed=speed), instance.sample_rate, fmt)
 
-        return spec, codec.CONTENT_TYPES[fmt], self._stream(spec, run)
+        return spec, codec.CONTENT_TYPES[fmt], self._stream(spec, run, audio_seconds=len(text) / CHARS_PER_SPOKEN_SECOND)
 
     # -- transcription ---------------------------------------------------------------------
     def transcribe(self, audio: bytes, model: str | None = None, *, language: str | None = None,
@@ -369,9 +429,10 @@ class Service:
             )
         if not 0 <= temperature <= 1:
             raise InvalidRequestError("temperature must be between 0 and 1", param="temperature")
-        spec = self.catalog.resolve(model, "transcription", task="translation" if task == "translate" else None)
+        spec = self.pick(model, "transcription", "translation" if task == "translate" else None,
+                          audio_in_seconds=len(audio) / 32_000)
         samples = codec.decode(audio)  # decode outside the model's slot: it is ffmpeg's work
-        with self.runtime.lease(spec) as instance:
+        with self._lease(spec, audio_seconds=len(samples) / 16_000) as instance:  # decode() gives 16 kHz
             return spec, instance.transcribe(
                 samples, language=language, prompt=prompt, task=task,
                 word_timestamps=word_timestamps, temperature=temperature,
@@ -447,8 +508,10 @@ class Service:
                        progress: ProgressFn | None = None) -> tuple[ModelSpec, ImageResult]:
         """Text-to-image; with params.image image-to-image, with params.mask too inpainting."""
         self._check_image_params(params)
-        spec = self.catalog.resolve(model, "image")
-        with self.runtime.lease(spec) as instance:
+        spec = self.pick(model, "image", image_n=params.n, image_steps=params.steps,
+                          image_size=f"{params.width}x{params.height}" if params.width and params.height else None)
+        pixels = params.width * params.height if params.width and params.height else None
+        with self._lease(spec, images=params.n, pixels=pixels, steps=params.steps) as instance:
             params = self._fit_image(spec, instance, params)
             return spec, instance.generate(params, progress)
 
@@ -496,8 +559,8 @@ class Service:
         if isinstance(image, bytes | bytearray):
             self._check_upload(len(image), "image")
             image = decode_image(bytes(image))
-        spec = self.catalog.resolve(model, "vision")
-        with self.runtime.lease(spec) as instance:
+        spec = self.pick(model, "vision", images_in=1)
+        with self._lease(spec, images=1) as instance:
             return instance.analyse(image, prompt)
 
     def describe(self, image: bytes, model: str | None = None, prompt: str | None = None,
@@ -532,8 +595,8 @@ class Service:
     def generate_video(self, params: VideoParams, model: str | None = None,
                        progress: ProgressFn | None = None) -> tuple[ModelSpec, VideoResult]:
         """One video, made now (the /v1/videos jobs and pipeline steps call this on their own threads)."""
-        spec = self.catalog.resolve(model, "video")
-        with self.runtime.lease(spec) as instance:
+        spec = self.pick(model, "video", video_seconds=params.seconds or 15.0)
+        with self._lease(spec, video_seconds=params.seconds or 15.0) as instance:
             return spec, instance.generate(params, progress, self)
 
     @property

@@ -31,6 +31,7 @@ EMBEDDED: list[ModelSpec] = [
         description="Google Gemma 3 270M base model, GGUF Q4_K_M (plain dialogue chat template)",
         languages=["en"],
         embedded=True,
+        context_length=8192,  # 32k trained, opened at DEFAULT_MAX_CONTEXT
         options={"size_bytes": 253_113_024, "chat_template": "plain-dialogue"},
     ),
     ModelSpec(
@@ -66,6 +67,7 @@ EMBEDDED: list[ModelSpec] = [
         tasks=["transcription", "translation"],
         description="OpenAI Whisper base, CTranslate2 (multilingual, translates to English)",
         embedded=True,
+        quality=2,  # more accurate than tiny.en, and multilingual
         options={"size_bytes": 145_217_532},
     ),
     ModelSpec(
@@ -78,6 +80,7 @@ EMBEDDED: list[ModelSpec] = [
         description="sentence-transformers all-MiniLM-L6-v2, 384 dimensions",
         languages=["en"],
         embedded=True,
+        context_length=256,
         options={"size_bytes": 90_868_376},
     ),
     ModelSpec(

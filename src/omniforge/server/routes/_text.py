@@ -63,9 +63,11 @@ class UsageSum:
             self.prompt_tokens = max(self.prompt_tokens, usage.prompt_tokens)
             self.completion_tokens += usage.completion_tokens
 
-    def wire(self) -> CompletionUsage:
+    def wire(self, **cost: Any) -> CompletionUsage:
+        """OpenAI's usage, plus omniforge's cost fields when given (metering.cost_fields)."""
         return CompletionUsage(
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             total_tokens=self.prompt_tokens + self.completion_tokens,
+            **cost,
         )

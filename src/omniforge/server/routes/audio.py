@@ -34,7 +34,7 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
     voice = body.voice.id if body.voice is not None and not isinstance(body.voice, str) else body.voice
     fmt = body.response_format or "mp3"  # OpenAI's default
     speed = 1.0 if body.speed is None else body.speed
-    spec = await blocking(service.catalog.resolve, body.model, "speech")
+    spec = await blocking(service.pick, body.model, "speech")
     served_by(request, spec)
     spec, content_type, stream = await blocking(service.speak, body.input, spec.id, voice, speed, fmt)
     return LeasedStreamingResponse(
@@ -69,7 +69,7 @@ async def _transcribe(
         )
     chosen = _granularities(granularities, fmt)
     spec = await blocking(
-        service.catalog.resolve, model, "transcription", task="translation" if task == "translate" else None
+        service.pick, model, "transcription", task="translation" if task == "translate" else None
     )
     served_by(request, spec)
     audio = await read_upload(request, file, "file", "the audio file")

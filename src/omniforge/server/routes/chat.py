@@ -20,9 +20,11 @@ from fastapi.responses import JSONResponse
 
 from ...errors import InvalidRequestError
 from ...imaging import decode_data_url
-from ...service import MAX_SPEECH_CHARS, LeasedStream
+from ...router.router import request_from_chat, route_and_run
+from ...service import AUTO, MAX_SPEECH_CHARS, LeasedStream
 from ...types import Message, TextDelta
 from ..errors import to_error
+from ..metering import ROUTE_HEADER, cost_fields
 from ..metrics import Metrics
 from ..protocol import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessage, ResponseFormat
 from ..streaming import LeasedStreamingResponse, iterate, sse, sse_error
@@ -173,15 +175,21 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
         response_format=_response_format(body.response_format),
     )
-    spec = await blocking(service.catalog.resolve, body.model, "text")
-    headers = served_by(request, spec)
-    stream = await blocking(service.stream_chat, messages, spec.id, p, n)
+    if body.model == AUTO:  # the router picks, and falls back to the next candidate on overload
+        decision = await blocking(service.router.route, request_from_chat(body.model_dump(exclude_none=True)))
+        stream = await blocking(route_and_run, decision, lambda model_id: service.stream_chat(messages, model_id, p, n))
+        spec = service.catalog.get(decision.served_by or decision.model)
+        headers = {**served_by(request, spec), ROUTE_HEADER: decision.header()}
+    else:
+        spec = await blocking(service.catalog.resolve, body.model, "text")
+        headers = served_by(request, spec)
+        stream = await blocking(service.stream_chat, messages, spec.id, p, n)
     meta = {"id": new_id("chatcmpl"), "created": now(), "model": spec.id}
     metrics = metrics_of(request)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return LeasedStreamingResponse(
-            _events(stream, meta, include_usage, metrics, (service, spoken[0]) if spoken else None, n),
+            _events(stream, meta, include_usage, metrics, service, (spoken[0],) if spoken else None, n),
             on_close=stream.close,
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -199,7 +207,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         choices=[
             ChatChoice(index=i, message=answers[i], finish_reason=usage.finish.get(i, "stop")) for i in range(n)
         ],
-        usage=usage.wire(),
+        usage=usage.wire(**cost_fields(service.meter)),
     )
     return JSONResponse(result.model_dump(exclude_none=False), headers=headers)
 
@@ -218,10 +226,10 @@ def _collect(stream: LeasedStream[tuple[int, TextDelta]], n: int) -> tuple[list[
 
 async def _events(
     stream: LeasedStream[tuple[int, TextDelta]], meta: dict[str, Any], include_usage: bool, metrics: Metrics,
-    speaker: tuple[Any, str | None] | None = None, n_choices: int = 1,
+    service: Any, speaker: tuple[str | None] | None = None, n_choices: int = 1,
 ) -> AsyncIterator[str]:
-    """Chunks as OpenAI streams them. A spoken answer (`speaker`: service and voice) streams its
-    text as audio.transcript deltas, then the speech as base64 pcm16 audio.data deltas."""
+    """Chunks as OpenAI streams them. A spoken answer (`speaker`: the voice) streams its text as
+    audio.transcript deltas, then the speech as base64 pcm16 audio.data deltas."""
     base = {"id": meta["id"], "object": "chat.completion.chunk", "created": meta["created"], "model": meta["model"],
             "system_fingerprint": SYSTEM_FINGERPRINT}
 
@@ -251,7 +259,7 @@ async def _events(
                 usage.add(i, delta)
                 if speaker:
                     aid = audio_ids.setdefault(i, new_id("audio"))
-                    service, voice = speaker
+                    (voice,) = speaker
                     if len(usage.finish) == n_choices:  # the last choice: free the chat model first
                         await blocking(stream.close)
                     speech = _pcm(service, "".join(texts.get(i, [])), voice)
@@ -263,7 +271,7 @@ async def _events(
                         await blocking(speech.close)
                 yield chunk(i, {}, delta.finish_reason)
         if include_usage:
-            yield sse({**base, "choices": [], "usage": usage.wire().model_dump()})
+            yield sse({**base, "choices": [], "usage": usage.wire(**cost_fields(service.meter)).model_dump()})
         yield "data: [DONE]\n\n"
     except Exception as exc:  # the response has started: report in-band, as OpenAI does
         yield sse_error(to_error(exc))

@@ -18,6 +18,7 @@ from ...errors import InvalidRequestError
 from ...service import MAX_CHOICES, LeasedStream, Service
 from ...types import GenerationParams, TextDelta
 from ..errors import to_error
+from ..metering import cost_fields
 from ..metrics import Metrics
 from ..protocol import Completion, CompletionChoice, CompletionRequest, CompletionUsage
 from ..streaming import LeasedStreamingResponse, iterate, sse, sse_error
@@ -91,7 +92,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
         raise InvalidRequestError(f"prompts times n must be at most {MAX_CHOICES}", param="prompt")
     p = params(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed,
                stop=body.stop)
-    spec = await blocking(service.catalog.resolve, body.model, "text")
+    spec = await blocking(service.pick, body.model, "text")
     headers = served_by(request, spec)
     first = await blocking(service.stream_complete, prompts[0], spec.id, p, n, body.suffix)
     chained = _Prompts(service, first, prompts[1:], spec.id, p, n, body.suffix)
@@ -101,13 +102,13 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return LeasedStreamingResponse(
-            _events(chained, meta, echo, include_usage, len(prompts), metrics),
+            _events(chained, meta, echo, include_usage, len(prompts), metrics, service.meter),
             on_close=chained.close,
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     texts, usages = await blocking(_collect, chained, len(prompts) * n, len(prompts))
-    usage = _total(usages)
+    usage = _total(usages, **cost_fields(service.meter))
     metrics.count_tokens(spec.id, usage.prompt_tokens, usage.completion_tokens)
     finish = {k: v for u in usages for k, v in u.finish.items()}
     choices = [
@@ -120,10 +121,11 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     return JSONResponse(result.model_dump(), headers=headers)
 
 
-def _total(usages: list[UsageSum]) -> CompletionUsage:
+def _total(usages: list[UsageSum], **cost: Any) -> CompletionUsage:
     prompt = sum(u.prompt_tokens for u in usages)
     completion = sum(u.completion_tokens for u in usages)
-    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                           **cost)
 
 
 def _collect(chained: _Prompts, choices: int, prompts: int) -> tuple[list[str], list[UsageSum]]:
@@ -139,7 +141,7 @@ def _collect(chained: _Prompts, choices: int, prompts: int) -> tuple[list[str], 
 
 
 async def _events(chained: _Prompts, meta: dict[str, Any], echo: list[str] | None, include_usage: bool,
-                  prompts: int, metrics: Metrics) -> AsyncIterator[str]:
+                  prompts: int, metrics: Metrics, meter: Any) -> AsyncIterator[str]:
     base = {"id": meta["id"], "object": "text_completion", "created": meta["created"], "model": meta["model"],
             "system_fingerprint": SYSTEM_FINGERPRINT}
     n = chained.n
@@ -162,7 +164,7 @@ async def _events(chained: _Prompts, meta: dict[str, Any], echo: list[str] | Non
                 usages[k_prompt].add(k, delta)
                 yield chunk(k, text, delta.finish_reason)
         if include_usage:
-            yield sse({**base, "choices": [], "usage": _total(usages).model_dump()})
+            yield sse({**base, "choices": [], "usage": _total(usages, **cost_fields(meter)).model_dump()})
         yield "data: [DONE]\n\n"
     except Exception as exc:  # the response has started: report in-band
         yield sse_error(to_error(exc))

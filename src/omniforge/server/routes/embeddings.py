@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...errors import InvalidRequestError
+from ..metering import cost_fields
 from ..protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from . import blocking, metrics_of, served_by, service_of
 
@@ -43,7 +44,7 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSONRes
     texts = _texts(body.input)
     if body.dimensions is not None and body.dimensions < 1:
         raise InvalidRequestError("dimensions must be at least 1", param="dimensions")
-    spec = await blocking(service.catalog.resolve, body.model, "embedding")
+    spec = await blocking(service.pick, body.model, "embedding")
     headers = served_by(request, spec)
     spec, result = await blocking(service.embed, texts, spec.id, body.dimensions)
     encode = _b64 if body.encoding_format == "base64" else (lambda v: [float(x) for x in v])
@@ -51,6 +52,7 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSONRes
     body_out = EmbeddingList(
         data=[Embedding(embedding=encode(v), index=i) for i, v in enumerate(result.vectors)],
         model=spec.id,
-        usage=EmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens),
+        usage=EmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens,
+                             **cost_fields(service.meter)),
     )
     return JSONResponse(body_out.model_dump(), headers=headers)

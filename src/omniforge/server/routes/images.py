@@ -95,7 +95,7 @@ async def create_image(body: ImageGenerationRequest, request: Request) -> Any:
         raise InvalidRequestError("streamed partial images are not supported; set stream to false", param="stream")
     if body.background == "transparent":
         raise InvalidRequestError("images are opaque here; background takes opaque or auto", param="background")
-    spec = await blocking(service.catalog.resolve, body.model, "image")
+    spec = await blocking(service.pick, body.model, "image")
     served_by(request, spec)
 
     params = ImageParams(prompt=body.prompt, **_options(
@@ -133,7 +133,7 @@ async def create_image_edit(
 ) -> Any:
     service = service_of(request)
     rf, fmt = _check_formats(response_format, output_format)
-    spec = await blocking(service.catalog.resolve, model, "image")
+    spec = await blocking(service.pick, model, "image")
     served_by(request, spec)
     data = await _images(request, image, image_plain)
     mask_data = await read_upload(request, mask, "mask", "the mask") if mask is not None else None
@@ -152,7 +152,7 @@ async def create_image_variation(
 ) -> Any:
     service = service_of(request)
     rf, fmt = _check_formats(response_format, None)
-    spec = await blocking(service.catalog.resolve, model, "image")
+    spec = await blocking(service.pick, model, "image")
     served_by(request, spec)
     data = await read_upload(request, image, "image", "the image")
     opts = _options(n=n, size=size, seed=seed, steps=steps, strength=strength)
