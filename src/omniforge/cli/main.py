@@ -15,7 +15,22 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import OmniforgeError
-from . import chat, embed, evals, generate, house, image, models, pipelines, serve, speak, transcribe
+from . import (
+    advise,
+    chat,
+    embed,
+    evals,
+    generate,
+    house,
+    image,
+    models,
+    pipelines,
+    route,
+    serve,
+    speak,
+    transcribe,
+    usage,
+)
 from .state import CliState, print_error
 
 
@@ -116,6 +131,9 @@ app.command("edit")(image.edit)
 app.command("video")(image.video)
 app.command("describe")(image.describe)
 app.command("run")(pipelines.run)
+app.command("usage")(usage.usage)
+app.command("route")(route.route)
+app.command("advise")(advise.advise)
 app.add_typer(pipelines.app, name="recipes")
 app.add_typer(models.app, name="models")
 app.add_typer(house.train_app, name="train")
