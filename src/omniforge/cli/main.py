@@ -25,6 +25,7 @@ from . import (
     image,
     models,
     pipelines,
+    profile,
     route,
     serve,
     speak,
@@ -131,6 +132,7 @@ app.command("edit")(image.edit)
 app.command("video")(image.video)
 app.command("describe")(image.describe)
 app.command("run")(pipelines.run)
+app.command("profile")(profile.profile)
 app.command("usage")(usage.usage)
 app.command("route")(route.route)
 app.command("advise")(advise.advise)

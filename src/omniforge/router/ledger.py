@@ -136,6 +136,8 @@ class Ledger:
         self._local = threading.local()
         db = self._connect()
         db.executescript(_SCHEMA)
+        if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(charges)")}:  # a ledger from before owners
+            db.execute("ALTER TABLE charges ADD COLUMN owner INTEGER")
         # Reservations left by a process that died mid-request: charged at their estimate. A live
         # process (a server while the CLI reads the ledger) keeps its own.
         owners = [row[0] for row in db.execute("SELECT DISTINCT owner FROM charges WHERE status = 'reserved'")]
