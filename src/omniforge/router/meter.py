@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cost import Cost, CostModel
 from .ledger import Amounts, Ledger, key_id, parse_budgets
-from .profiles import Profile, guess_profile, load_profile, profiles_dir
+from .profiles import ProfileCache
 
 if TYPE_CHECKING:
     from ..catalog.spec import ModelSpec
@@ -72,8 +72,7 @@ class Meter:
         self.home = Path(settings.home)
         self.cost_model = CostModel.from_settings(settings)
         self.ledger = Ledger(self.home / "usage" / "ledger.db", parse_budgets(settings.budgets))
-        self._profiles: dict[str, tuple[float, Profile]] = {}
-        self._lock = threading.Lock()
+        self.profiles = ProfileCache(self.home)  # shared with the router (Router.for_service)
 
     def close(self) -> None:
         self.ledger.close()
@@ -99,7 +98,7 @@ class Meter:
             usage = RequestUsage(f"req_{uuid.uuid4().hex}", endpoint="local")
         tokens_in = int(quantities.get("input_tokens", 0))
         tokens_out = int(quantities.get("output_tokens", 0))
-        seconds = self.profile(spec).estimate(**quantities)
+        seconds = self.profiles.get(spec).estimate(**quantities)
         cost = self.cost_model.of_request(spec, seconds, tokens_in, tokens_out)
         with usage.lock:
             first = not usage.reserved
@@ -148,22 +147,6 @@ class Meter:
                            model="+".join(m.spec.id for m in models) or None,
                            modality=main.spec.modality if main else None)
 
-    # -- profiles -------------------------------------------------------------------------------
-    def profile(self, spec: ModelSpec) -> Profile:
-        """The model's measured profile (re-read when its file changes), or a guess."""
-        path = profiles_dir(self.home) / f"{spec.id}.json"
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = -1.0
-        with self._lock:
-            cached = self._profiles.get(spec.id)
-        if cached is None or cached[0] != mtime or cached[1].model != spec.id:
-            measured = load_profile(self.home, spec.id) if mtime >= 0 else None
-            cached = (mtime, measured or guess_profile(spec))
-            with self._lock:
-                self._profiles[spec.id] = cached
-        return cached[1]
 
 
 __all__ = ["Charge", "Meter", "ModelUse", "RequestUsage", "current"]

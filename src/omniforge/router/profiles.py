@@ -174,5 +174,32 @@ def profile_of(home: Path, spec: ModelSpec) -> Profile:
     return load_profile(home, spec.id) or guess_profile(spec)
 
 
-__all__ = ["RATE_KEYS", "Profile", "guess_profile", "hardware", "load_profile", "profile_of", "profiles_dir",
+class ProfileCache:
+    """Profiles for the per-request paths (metering, routing): each file read once per version
+    (mtime and size), a guess when it is missing, a guess with the reason when it is unreadable."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self._dir = str(profiles_dir(self.home))
+        self._entries: dict[str, tuple[ModelSpec, tuple[int, int] | None, Profile]] = {}
+
+    def get(self, spec: ModelSpec) -> Profile:
+        try:
+            st = os.stat(os.path.join(self._dir, spec.id + ".json"))
+            version: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            version = None
+        hit = self._entries.get(spec.id)
+        if hit is not None and hit[1] == version and (hit[0] is spec or hit[0] == spec):
+            return hit[2]
+        try:
+            profile = profile_of(self.home, spec)
+        except InvalidRequestError as exc:  # an unreadable file: guess, and say so
+            profile = guess_profile(spec)
+            profile.notes.append(exc.message)
+        self._entries[spec.id] = (spec, version, profile)  # one dict store: safe across threads
+        return profile
+
+
+__all__ = ["RATE_KEYS", "Profile", "ProfileCache", "guess_profile", "hardware", "load_profile", "profile_of", "profiles_dir",
            "save_profile"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..catalog.spec import MODALITIES, QUALITY_TIERS, ModelSpec
 from ..errors import InvalidRequestError, MissingDependencyError, ModelLoadError, OmniforgeError, OverloadedError
 from .cost import Cost, CostModel
-from .profiles import Profile, guess_profile, profile_of, profiles_dir
+from .profiles import Profile, ProfileCache
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -403,40 +402,22 @@ class Router:
     """Picks the cheapest fitting model. Profiles are read once and re-read when their file changes;
     nothing here loads a model or imports an engine."""
 
-    def __init__(self, catalog: Any, runtime: Any, home: Path, cost_model: CostModel) -> None:
+    def __init__(self, catalog: Any, runtime: Any, home: Path, cost_model: CostModel,
+                 profiles: ProfileCache | None = None) -> None:
         self.catalog = catalog  # Catalog: all(), resolve(None, modality)
         self.runtime = runtime  # ModelManager (loaded()), or None: nothing loaded
         self.home = Path(home)
         self.cost_model = cost_model
-        self._dir = str(profiles_dir(self.home))
-        self._profiles: dict[str, tuple[ModelSpec, tuple[int, int] | None, Profile]] = {}
-        self._paths: dict[str, str] = {}
+        self.profiles = profiles or ProfileCache(self.home)
 
     @classmethod
     def for_service(cls, service: Service) -> Router:
-        return cls(service.catalog, service.runtime, service.settings.home, CostModel.from_settings(service.settings))
+        return cls(service.catalog, service.runtime, service.settings.home, CostModel.from_settings(service.settings),
+                   service.meter.profiles)
 
-    # -- profiles ------------------------------------------------------------------------------
     def profile(self, spec: ModelSpec) -> Profile:
         """spec's profile, cached; re-read when its file appears, changes or goes."""
-        path = self._paths.get(spec.id)
-        if path is None:
-            path = self._paths[spec.id] = os.path.join(self._dir, spec.id + ".json")
-        try:
-            st = os.stat(path)
-            key: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = None
-        hit = self._profiles.get(spec.id)
-        if hit is not None and hit[1] == key and (hit[0] is spec or hit[0] == spec):
-            return hit[2]
-        try:
-            profile = profile_of(self.home, spec)
-        except InvalidRequestError as exc:  # an unreadable file: guess, and say so
-            profile = guess_profile(spec)
-            profile.notes.append(exc.message)
-        self._profiles[spec.id] = (spec, key, profile)
-        return profile
+        return self.profiles.get(spec)
 
     def _loaded(self) -> set[str]:
         if self.runtime is None:
