@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 from .catalog import Catalog, ModelSpec
+from .catalog.catalog import DEFAULT_FIELDS, OPENAI_NAMES
 from .config import Settings, load_settings
 from .errors import InvalidRequestError, PayloadTooLargeError
 from .router.meter import Charge, Meter
@@ -145,10 +146,21 @@ class Service:
                 self._router = Router.for_service(self)
             return self._router
 
+    def routes(self, model: str | None, modality: str, task: str | None = None) -> bool:
+        """Whether the router chooses: the request asks for "auto", or names no model and the default is "auto"."""
+        if model == AUTO:
+            return True
+        field = "default_translation_model" if task == "translation" else DEFAULT_FIELDS[modality]
+        if model not in (None, "", "default"):
+            if model not in OPENAI_NAMES or self.catalog.knows(model):
+                return False
+            field = OPENAI_NAMES[model]  # an OpenAI name stands for a default, which may be "auto"
+        return self.catalog.defaults.get(field) == AUTO
+
     def pick(self, model: str | None, modality: str, task: str | None = None, **features: Any) -> ModelSpec:
         """The model for a request: `model` resolved by the catalog, or for "auto" the router's
         choice for a request with these features (RouteRequest fields)."""
-        if model != AUTO:
+        if not self.routes(model, modality, task):
             return self.catalog.resolve(model, modality, task=task)
         from .router.router import RouteRequest
 
@@ -536,7 +548,7 @@ class Service:
         rgb = decode_image(image)
         reading = read_scene(rgb)
         prompt = Caption(**{a: getattr(reading, a) for a in ATTRIBUTES}).text() if reading is not None else ""
-        spec = self.catalog.resolve(model, "image")
+        spec = self.pick(model, "image")
         if not prompt and spec.backend == "house-image":
             raise InvalidRequestError(
                 f"'{spec.id}' can only vary images it can read: one shape of its vocabulary on a plain background",
@@ -569,7 +581,7 @@ class Service:
         model found in it)."""
         params = params or GenerationParams(temperature=0.0, max_tokens=80)
         message = Message("user", prompt or DESCRIBE_PROMPT, images=[image])
-        spec = self.catalog.resolve(model, "text")
+        spec = self.pick(model, "text")
         # A small model that reads facts instead of pixels needs to be shown what to do with them.
         shown = [] if self._sees(spec) else [
             Message(role, text) for q, a in DESCRIBE_EXAMPLES for role, text in (("user", q), ("assistant", a))

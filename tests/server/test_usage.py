@@ -81,7 +81,7 @@ def test_costs_budgets_and_a_restart(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_model_auto_routes_and_explains(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, default_embedding_model="auto")
     try:
         client = _client(server, "unused")
         raw = client.chat.completions.with_raw_response.create(
@@ -95,5 +95,7 @@ def test_model_auto_routes_and_explains(tmp_path: Path) -> None:
         assert no_fit.value.code == "no_model_fits" and "gemma-3-270m" in no_fit.value.message
         emb = client.embeddings.with_raw_response.create(model="auto", input="hello")
         assert emb.headers["x-omniforge-model"] == "all-minilm-l6-v2"
+        by_default = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hello")
+        assert by_default.headers["x-omniforge-model"] == "all-minilm-l6-v2"  # the default is "auto" here
     finally:
         server.stop()

@@ -218,7 +218,7 @@ class Storyboard(VideoModel):
     ) -> tuple[Any, str | None]:
         """The scene's image, and the house caption it used (None for other image models)."""
         model = self.options.get("image_model")
-        spec = service.catalog.resolve(model, "image")
+        spec = service.pick(model, "image")
         # The scene's own words come first; the story's fill in the rest (the hero keeps its colour).
         words = f"{text} {params.prompt}"
         caption = house_prompt(words, index, previous) if spec.backend == "house-image" else None

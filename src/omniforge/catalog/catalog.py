@@ -102,7 +102,7 @@ class Catalog:
             default_field = "default_translation_model"
         if not name or name == "default":
             name = self.defaults[default_field]
-        elif name in OPENAI_NAMES and not self._known(name):
+        elif name in OPENAI_NAMES and not self.knows(name):
             target_field = OPENAI_NAMES[name]
             if target_field == "default_transcription_model" and task == "translation":
                 target_field = "default_translation_model"
@@ -116,7 +116,8 @@ class Catalog:
             )
         return spec
 
-    def _known(self, name: str) -> bool:
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a model id or alias in the catalog."""
         return any(name == s.id or name in s.aliases for s in self.all())
 
     # -- writing -----------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def chat(
     """Chat with a text model, streaming each answer as it is written."""
     service = state(ctx).service
     attached = {"images": [f.read_bytes() for f in images or []], "audio": [f.read_bytes() for f in audio or []]}
-    spec = service.catalog.resolve(model, "text")  # a wrong name fails before any prompt is read
+    spec = service.pick(model, "text")  # a wrong name fails before any prompt is read
     params = params_of(temperature, max_tokens, seed)
     messages = [Message("system", system)] if system else []
     if prompt == "-":

@@ -66,7 +66,7 @@ def image(
     params = ImageParams(prompt=prompt, width=wh and wh[0], height=wh and wh[1], steps=steps, seed=seed, n=n,
                          guidance=guidance, negative_prompt=negative, scheduler=scheduler)
     started = time.perf_counter()
-    spec = st.service.catalog.resolve(model, "image")
+    spec = st.service.pick(model, "image")
     with st.progress.steps(f"drawing with {spec.id}") as progress:
         _, result = st.service.generate_image(params, spec.id, progress)
     _save_images(ctx, result.images, output, result.seed, started)
@@ -93,7 +93,7 @@ def edit(
     options = dict(width=wh and wh[0], height=wh and wh[1], steps=steps, seed=seed, n=n, guidance=guidance,
                    negative_prompt=negative, strength=strength)
     started = time.perf_counter()
-    spec = st.service.catalog.resolve(model, "image")
+    spec = st.service.pick(model, "image")
     with st.progress.steps(f"editing with {spec.id}") as progress:
         _, result = st.service.edit_image(
             image_file.read_bytes(), prompt, mask.read_bytes() if mask else None, spec.id, progress, **options

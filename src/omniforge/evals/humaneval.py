@@ -103,7 +103,7 @@ def evaluate(service: Service, model: str | None = None, n: int | None = None, t
         problems = problems[:n]
     if not 0.5 <= timeout <= 300:
         raise InvalidRequestError(f"timeout must be between 0.5 and 300 seconds, not {timeout}", param="timeout")
-    spec = service.catalog.resolve(model, "text")
+    spec = service.pick(model, "text")
     started = time.monotonic()
     results: list[ProblemResult] = []
     for problem in problems:

@@ -147,7 +147,7 @@ def evaluate(service: Service, data: Path, model: str | None = None, language: s
         raise MissingDependencyError("word error rates need the 'jiwer' package: pip install jiwer",
                                      param="data") from None
     samples = load_dataset(data)[:limit]
-    spec = service.catalog.resolve(model, "transcription")
+    spec = service.pick(model, "transcription")
     report = Report(spec.id)
     for i, sample in enumerate(samples):
         if progress:

@@ -156,7 +156,7 @@ class KnowledgeBase:
             raise InvalidRequestError(f"knowledge base name {name!r} must be 1-64 letters, digits, '.', '_' or '-'",
                                       param="name")
         self.service, self.name = service, name
-        self.spec = service.catalog.resolve(model, "embedding")
+        self.spec = service.pick(model, "embedding")
         self.root = Path(service.settings.home) / "knowledge" / name
         self._db: Any = None
 

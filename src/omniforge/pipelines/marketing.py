@@ -145,7 +145,7 @@ def product_images_step(service: Service, args: dict[str, Any], ctx: StepContext
     n = int(args.get("n") or 1)
     if not 1 <= n <= 8:
         raise InvalidRequestError(f"n must be between 1 and 8, not {n}", param="n")
-    spec = service.catalog.resolve(args.get("model"), "image")
+    spec = service.pick(args.get("model"), "image")
     width, height = image_size(args)
     seed = args.get("seed")
     prompts = product_prompts(spec.backend, " ".join(str(args["product"]).split()), n)

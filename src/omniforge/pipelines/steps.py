@@ -113,7 +113,7 @@ def check_available(service: Service, kind: StepKind, step: str, model: Any = No
     if kind.modality is None:
         return
     try:
-        service.catalog.resolve(model if isinstance(model, str) else None, kind.modality)
+        service.pick(model if isinstance(model, str) else None, kind.modality)
     except OmniforgeError as exc:
         raise type(exc)(f"step '{step}' ({kind.name}) needs a {kind.modality} model, which is not available: "
                         f"{exc.message}", param=f"steps.{step}") from None

@@ -32,7 +32,7 @@ def summarize(service: Service, text: str, *, length: str = "medium", style: str
         raise InvalidRequestError(f"length must be one of {', '.join(LENGTHS)}, not {length!r}", param="length")
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequestError("there is no text to summarize", param="text")
-    spec = service.catalog.resolve(model, "text")
+    spec = service.pick(model, "text")
     count, n_ctx = _counter(service, spec)
     budget = max(64, n_ctx - PROMPT_RESERVE - LENGTHS["long"][1])
     if chunk_tokens is not None:

@@ -92,7 +92,7 @@ class Translator:
 
     def __init__(self, service: Service, target: str, source: str = "English", model: str | None = None) -> None:
         self.service, self.target, self.source = service, language_name(target), language_name(source)
-        self.model = service.catalog.resolve(model, "text").id
+        self.model = service.pick(model, "text").id
         self.memory: dict[str, str] = {}
         self.collecting: list[str] | None = None
         self.unchanged = 0  # sentences the model gave nothing usable for (kept as they were)

@@ -92,7 +92,7 @@ class VideoJobs:
         """Validate, queue and return the job (status "queued")."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequestError("prompt must be non-empty text", param="prompt")
-        spec = self.service.catalog.resolve(model, "video")
+        spec = self.service.pick(model, "video")
         self._purge_expired()
         with self._lock:
             waiting = sum(job["status"] in ("queued", "in_progress") for job in self._jobs.values())

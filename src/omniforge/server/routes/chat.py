@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from ...errors import InvalidRequestError
 from ...imaging import decode_data_url
 from ...router.router import request_from_chat, route_and_run
-from ...service import AUTO, MAX_SPEECH_CHARS, LeasedStream
+from ...service import MAX_SPEECH_CHARS, LeasedStream
 from ...types import Message, TextDelta
 from ..errors import to_error
 from ..metering import ROUTE_HEADER, cost_fields
@@ -175,13 +175,13 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
         response_format=_response_format(body.response_format),
     )
-    if body.model == AUTO:  # the router picks, and falls back to the next candidate on overload
+    if service.routes(body.model, "text"):  # the router picks, and falls back to the next candidate on overload
         decision = await blocking(service.router.route, request_from_chat(body.model_dump(exclude_none=True)))
         stream = await blocking(route_and_run, decision, lambda model_id: service.stream_chat(messages, model_id, p, n))
         spec = service.catalog.get(decision.served_by or decision.model)
         headers = {**served_by(request, spec), ROUTE_HEADER: decision.header()}
     else:
-        spec = await blocking(service.catalog.resolve, body.model, "text")
+        spec = await blocking(service.pick, body.model, "text")
         headers = served_by(request, spec)
         stream = await blocking(service.stream_chat, messages, spec.id, p, n)
     meta = {"id": new_id("chatcmpl"), "created": now(), "model": spec.id}

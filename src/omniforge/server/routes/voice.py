@@ -290,9 +290,9 @@ async def _configure(service: Service, event: dict[str, Any], out: Outbox) -> tu
         raise to_error(RequestValidationError(exc.errors())) from None
     if not 0.25 <= config.speed <= 4.0:
         raise InvalidRequestError("speed must be between 0.25 and 4.0", param="speed")
-    chat = await blocking(service.catalog.resolve, config.model, "text")
-    heard = await blocking(service.catalog.resolve, config.transcription_model, "transcription")
-    spoken = await blocking(service.catalog.resolve, config.speech_model, "speech")
+    chat = await blocking(service.pick, config.model, "text")
+    heard = await blocking(service.pick, config.transcription_model, "transcription")
+    spoken = await blocking(service.pick, config.speech_model, "speech")
     models = {"chat": chat.id, "transcription": heard.id, "speech": spoken.id}
     await out.json({"type": "ready", "models": models, "format": config.format,
                     "sample_rate": SAMPLE_RATE if config.format == "pcm16" else None})
