@@ -5,6 +5,7 @@
     │   ├── ContextLengthExceededError  400 invalid_request_error (code context_length_exceeded)
     │   └── UnsupportedMediaError       400 invalid_request_error (code unsupported_media)
     ├── AuthenticationError             401 authentication_error
+    ├── PermissionDeniedError           403 permission_error (code scope_denied): outside the key's scopes
     ├── NotFoundError                   404 invalid_request_error
     │   └── ModelNotFoundError          404 invalid_request_error (code model_not_found)
     ├── PayloadTooLargeError            413 invalid_request_error (code payload_too_large)
@@ -72,6 +73,14 @@ class AuthenticationError(OmniforgeError):
     status_code = 401
     error_type = "authentication_error"
     default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(OmniforgeError):
+    """A valid API key asking for an endpoint, model or modality outside its scopes."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "scope_denied"
 
 
 class NotFoundError(OmniforgeError):
