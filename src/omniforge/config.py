@@ -30,7 +30,10 @@ class Settings:
     # -- server
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 8000
-    api_keys: list[str] = field(default_factory=list)  # bearer keys; empty: no auth
+    api_keys: list[str] = field(default_factory=list)  # bearer keys; empty: no auth (unless `omniforge keys` made some)
+    allow_remote_urls: bool = False  # fetch http(s) image/audio URLs in requests (public addresses only)
+    audit_retention_days: float | None = None  # audit records older than this are pruned behind an anchor
+    audit_redact: list[str] = field(default_factory=list)  # request params stored as "[redacted]", e.g. user
     max_upload_mb: float = 25.0  # largest request body (audio uploads, JSON)
     log_level: str = "info"
     # -- runtime

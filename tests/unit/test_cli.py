@@ -169,6 +169,9 @@ def test_serve_takes_flags_over_env_over_config(cli, home, tmp_path, monkeypatch
     config.write_text('[omniforge]\nhost = "0.0.0.0"\nport = 9000\nthreads = 1\n')
     monkeypatch.setenv("OMNIFORGE_PORT", "9100")
     monkeypatch.setenv("OMNIFORGE_THREADS", "2")
+    # Safe by default: no key, no binding beyond loopback.
+    assert_one_error_line(cli("serve", "--config", str(config)), "refusing to serve on 0.0.0.0 without an API key")
+    monkeypatch.setenv("OMNIFORGE_API_KEYS", "sk-test")
 
     # The real serve(): an unknown preload id fails in one line before anything listens.
     result = cli("serve", "--config", str(config), "--port", "9200", "--preload", "gemma-3-270m,buddy-less")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..governance.keys import RateLimiter, check_lease
 from .cost import Cost, CostModel
 from .ledger import Amounts, Ledger, key_id, parse_budgets
 from .profiles import ProfileCache
@@ -24,6 +25,7 @@ from .profiles import ProfileCache
 if TYPE_CHECKING:
     from ..catalog.spec import ModelSpec
     from ..config import Settings
+    from ..governance.keys import KeyRecord
 
 _CURRENT: contextvars.ContextVar[RequestUsage | None] = contextvars.ContextVar("omniforge_request", default=None)
 
@@ -48,6 +50,7 @@ class RequestUsage:
     settled: bool = False
     active: int = 0  # leases held right now
     models: dict[str, ModelUse] = field(default_factory=dict)
+    record: KeyRecord | None = None  # the API key's scopes and limits (server requests with a key)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tokens(self) -> tuple[int, int]:
@@ -73,15 +76,16 @@ class Meter:
         self.cost_model = CostModel.from_settings(settings)
         self.ledger = Ledger(self.home / "usage" / "ledger.db", parse_budgets(settings.budgets))
         self.profiles = ProfileCache(self.home)  # shared with the router (Router.for_service)
+        self.limiter = RateLimiter()  # per-key requests/tokens per minute, shared with server.auth.KeyAuth
 
     def close(self) -> None:
         self.ledger.close()
 
     # -- requests -------------------------------------------------------------------------------
-    def begin(self, key: str | None = None, project: str | None = None, endpoint: str | None = None
-              ) -> tuple[RequestUsage, contextvars.Token[RequestUsage | None]]:
+    def begin(self, key: str | None = None, project: str | None = None, endpoint: str | None = None,
+              record: KeyRecord | None = None) -> tuple[RequestUsage, contextvars.Token[RequestUsage | None]]:
         """Open a request and make it current (undo with `end`)."""
-        usage = RequestUsage(f"req_{uuid.uuid4().hex}", key_id(key), project, endpoint)
+        usage = RequestUsage(f"req_{uuid.uuid4().hex}", key_id(key), project, endpoint, record=record)
         return usage, _CURRENT.set(usage)
 
     def end(self, usage: RequestUsage, token: contextvars.Token[RequestUsage | None] | None = None) -> None:
@@ -98,6 +102,7 @@ class Meter:
             usage = RequestUsage(f"req_{uuid.uuid4().hex}", endpoint="local")
         tokens_in = int(quantities.get("input_tokens", 0))
         tokens_out = int(quantities.get("output_tokens", 0))
+        check_lease(usage.record, spec.id, spec.modality, tokens_in + tokens_out, self.limiter)  # 403 / 429
         seconds = self.profiles.get(spec).estimate(**quantities)
         cost = self.cost_model.of_request(spec, seconds, tokens_in, tokens_out)
         with usage.lock:

@@ -35,8 +35,9 @@ class Metering:
             return
         headers = dict(scope.get("headers", ()))
         project = next((headers[h].decode("latin-1").strip() for h in PROJECT_HEADERS if headers.get(h)), None)
-        key = (scope.get("state") or {}).get("api_key")
-        usage, token = self.meter.begin(key, project or None, f"{scope.get('method', 'WS')} {path}")
+        state = scope.get("state") or {}
+        usage, token = self.meter.begin(state.get("api_key"), project or None, f"{scope.get('method', 'WS')} {path}",
+                                        record=state.get("key_record"))
 
         async def metered_send(message: Message) -> None:
             if message["type"] == "http.response.start" and usage.reserved and usage.active == 0:

@@ -7,6 +7,7 @@ settings.preload, and prints the URL and the models it serves once it is listeni
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import socket
 import sys
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 import uvicorn
 
 from ..config import Settings, load_settings
-from ..errors import OmniforgeError
+from ..errors import InvalidRequestError, OmniforgeError
+from ..governance.keys import KeyStore
 from ..service import Service
 from .app import create_app
 
@@ -27,8 +29,8 @@ def _banner(settings: Settings, service: Service) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{shown}:{settings.port}"
     lines = [f"omniforge serving on {url}  (OpenAI base_url: {url}/v1)"]
-    if settings.api_keys:
-        lines.append("  auth: bearer API key required (settings.api_keys)")
+    if settings.api_keys or _store_has_keys(settings, active_only=False):
+        lines.append("  auth: bearer API key required (settings.api_keys or `omniforge keys`)")
     lines.append("  models:")
     for spec in service.models():
         aliases = f"  aliases: {', '.join(spec.aliases)}" if spec.aliases else ""
@@ -39,6 +41,37 @@ def _banner(settings: Settings, service: Service) -> str:
                 f"video={settings.default_video_model} vision={settings.default_vision_model}")
     lines.append(f"  OpenAI names resolve to the defaults: {defaults}")
     return "\n".join(lines)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; anything else (0.0.0.0, a LAN address, a name) is reachable from outside."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _store_has_keys(settings: Settings, active_only: bool = True) -> bool:
+    path = settings.home / "keys.db"
+    if not path.exists():
+        return False
+    store = KeyStore(path)
+    try:
+        return store.has_keys(active_only=active_only)
+    finally:
+        store.close()
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve beyond this machine with no API key: anyone on the network could use it."""
+    if is_loopback(settings.host) or settings.api_keys or _store_has_keys(settings):
+        return
+    raise InvalidRequestError(
+        f"refusing to serve on {settings.host or '0.0.0.0'} without an API key: set api_keys (OMNIFORGE_API_KEYS) "
+        "or create one with `omniforge keys create NAME`, or bind to 127.0.0.1", param="host")
 
 
 class _Server(uvicorn.Server):
@@ -61,6 +94,7 @@ def serve(settings: Settings | None = None) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("omniforge").setLevel(level)
+    check_exposure(settings)
     service = Service(settings)
     try:
         for model_id in settings.preload:  # a typo fails here in one line, not in the app's startup
