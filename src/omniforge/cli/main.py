@@ -17,12 +17,14 @@ from .. import __version__
 from ..errors import OmniforgeError
 from . import (
     advise,
+    audit,
     chat,
     embed,
     evals,
     generate,
     house,
     image,
+    keys,
     models,
     pipelines,
     profile,
@@ -138,6 +140,8 @@ app.command("route")(route.route)
 app.command("advise")(advise.advise)
 app.add_typer(pipelines.app, name="recipes")
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 app.add_typer(house.train_app, name="train")
 app.add_typer(house.eval_app, name="eval")
 evals.register(house.eval_app)

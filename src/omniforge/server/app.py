@@ -1,14 +1,15 @@
 """The FastAPI app factory: OpenAI's wire format in front of the one Service.
 
-The app owns the HTTP concerns only: a bound on request bodies, optional bearer auth, metrics,
-the threadpool that blocking model work runs in, and one error handler (server/errors.py).
+The app owns the HTTP concerns only: a bound on request bodies, API keys with scopes and rate
+limits (server/auth.py), metering and budgets (server/metering.py), the tamper-evident audit log
+(server/audit.py), metrics, the threadpool that blocking model work runs in, and one error
+handler (server/errors.py).
 Everything about models (which one, when to load, queues) belongs to the Service below it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,9 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..config import Settings, load_settings
-from ..errors import AuthenticationError, PayloadTooLargeError
+from ..errors import PayloadTooLargeError
+from ..governance.audit import AuditLog
+from ..governance.keys import KeyStore
 from ..service import Service
 from . import errors
+from .audit import Auditing
+from .auth import KeyAuth
 from .errors import BodyTooLarge, error_response
 from .metering import Metering
 from .metrics import Metrics, MetricsMiddleware
@@ -97,38 +102,6 @@ class BodyLimit:
                 return
 
 
-class ApiKeyAuth:
-    """Bearer auth for every route but /health (docs and /metrics included) when api_keys is set.
-
-    A middleware rather than a route dependency, so routes FastAPI adds itself are covered too."""
-
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
-        self.app = app
-        self.keys = [k.encode() for k in keys]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.keys or scope["path"] in UNAUTHENTICATED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        header = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            err = AuthenticationError(
-                "You didn't provide an API key. Send it in the Authorization header: 'Authorization: Bearer YOUR_KEY'."
-            )
-        elif not any(hmac.compare_digest(token.encode(), key) for key in self.keys):
-            err = AuthenticationError("Incorrect API key provided.")
-        else:
-            scope.setdefault("state", {})["api_key"] = token  # metering charges the key (never stores it)
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
-            await send({"type": "websocket.close", "code": 1008})  # the server can only refuse the handshake
-            return
-        await error_response(err)(scope, receive, send)  # a WebSocket handshake gets the 401 and its JSON too
-
-
 def create_app(service: Service | None = None, settings: Settings | None = None) -> FastAPI:
     """The OpenAI-compatible app over `service` (built from `settings` when not given)."""
     owns_service = service is None
@@ -150,6 +123,7 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
         try:
             yield
         finally:
+            app.state.audit.close()
             if owns_service:
                 await anyio.to_thread.run_sync(service.close)
 
@@ -169,7 +143,11 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
         app.include_router(module.router)
     # Outermost last: limit the body before anything reads it; count every request.
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_upload_mb * 2**20))
+    app.state.audit = AuditLog.for_home(settings.home, retention_days=settings.audit_retention_days,
+                                        redact=settings.audit_redact)
+    app.add_middleware(Auditing, log=app.state.audit, meter=service.meter, settings=settings)  # inside Metering
     app.add_middleware(Metering, meter=service.meter)  # inside the key check: it knows the key
-    app.add_middleware(ApiKeyAuth, keys=settings.api_keys)
+    app.state.keys = KeyStore(settings.home / "keys.db")
+    app.add_middleware(KeyAuth, settings=settings, store=app.state.keys, limiter=service.meter.limiter)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
