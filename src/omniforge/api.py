@@ -122,28 +122,27 @@ def _read(data: str | Path | bytes) -> bytes:
 def image(prompt: str, path: str | Path | None = None, *, model: str | None = None, **params: object) -> list[Any]:
     """Make images (PIL images, `n` of them) from a prompt; the first is written to `path` when
     given. `params` are ImageParams fields: width, height, steps, guidance, seed, n, ..."""
-    _, result = get_service().generate_image(ImageParams(prompt=prompt, **params), model)  # type: ignore[arg-type]
+    spec, result = get_service().generate_image(ImageParams(prompt=prompt, **params), model)  # type: ignore[arg-type]
     if path is not None:
-        _save_image(result.images[0], Path(path))
+        _save_image(spec.id, result.images[0], Path(path), prompt)
     return result.images
 
 
 def edit_image(image: str | Path | bytes, prompt: str, path: str | Path | None = None, *,
                mask: str | Path | bytes | None = None, model: str | None = None, **params: object) -> list[Any]:
     """Repaint the mask's transparent (or white) area of `image`, or redraw it after `prompt`."""
-    _, result = get_service().edit_image(_read(image), prompt, _read(mask) if mask is not None else None, model,
-                                         **params)
+    spec, result = get_service().edit_image(_read(image), prompt, _read(mask) if mask is not None else None, model,
+                                            **params)
     if path is not None:
-        _save_image(result.images[0], Path(path))
+        _save_image(spec.id, result.images[0], Path(path), prompt)
     return result.images
 
 
-def _save_image(img: Any, path: Path) -> None:
-    from .imaging import encode_image
+def _save_image(model_id: str, img: Any, path: Path, prompt: str | None = None) -> None:
     from .storage import write_atomic
 
     fmt = {"jpg": "jpeg"}.get(path.suffix.lstrip(".").lower(), path.suffix.lstrip(".").lower() or "png")
-    write_atomic(path, encode_image(img, fmt))
+    write_atomic(path, get_service().encode_image(img, fmt, model_id, prompt))
 
 
 def video(prompt: str, path: str | Path, *, model: str | None = None, seconds: float = 8.0,

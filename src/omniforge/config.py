@@ -34,6 +34,11 @@ class Settings:
     allow_remote_urls: bool = False  # fetch http(s) image/audio URLs in requests (public addresses only)
     audit_retention_days: float | None = None  # audit records older than this are pruned behind an anchor
     audit_redact: list[str] = field(default_factory=list)  # request params stored as "[redacted]", e.g. user
+    # -- provenance (governance/provenance.py): C2PA manifests and image watermarks on generated files
+    provenance: bool = True  # label every generated image, audio file and video
+    provenance_cert: Path | None = None  # PEM chain (signing cert first); default: a local CA under <home>/provenance
+    provenance_key: Path | None = None  # its PEM private key
+    provenance_trust_anchors: Path | None = None  # extra PEM roots that `omniforge verify` treats as trusted
     max_upload_mb: float = 25.0  # largest request body (audio uploads, JSON)
     log_level: str = "info"
     # -- runtime

@@ -603,13 +603,34 @@ class Service:
                 self._pipelines = PipelineRunner(self, store, ArtifactStore(folder / "artifacts", store))
             return self._pipelines
 
+    # -- provenance ------------------------------------------------------------------------
+    def label(self, data: bytes, media_type: str, model_id: str, prompt: str | None = None) -> bytes:
+        """A generated file as it leaves omniforge: with a signed C2PA manifest naming the model and
+        marking it AI-generated (images also watermarked), unless the `provenance` setting is off."""
+        if not self.settings.provenance:
+            return data
+        import hashlib
+
+        from .governance.provenance import label
+
+        digest = hashlib.sha256(prompt.encode()).hexdigest() if prompt else None
+        return label(data, media_type, model_id, self.settings, prompt_hash=digest)
+
+    def encode_image(self, img: Any, fmt: str, model_id: str, prompt: str | None = None) -> bytes:
+        """A generated image as a file (png, jpeg, webp): encoded, then labelled."""
+        from .imaging import encode_image
+
+        return self.label(encode_image(img, fmt), f"image/{fmt}", model_id, prompt)
+
     # -- video -----------------------------------------------------------------------------
     def generate_video(self, params: VideoParams, model: str | None = None,
                        progress: ProgressFn | None = None) -> tuple[ModelSpec, VideoResult]:
         """One video, made now (the /v1/videos jobs and pipeline steps call this on their own threads)."""
         spec = self.pick(model, "video", video_seconds=params.seconds or 15.0)
         with self._lease(spec, video_seconds=params.seconds or 15.0) as instance:
-            return spec, instance.generate(params, progress, self)
+            result = instance.generate(params, progress, self)
+        result.mp4 = self.label(result.mp4, "video/mp4", spec.id, params.prompt)
+        return spec, result
 
     @property
     def videos(self) -> Any:

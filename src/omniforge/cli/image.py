@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import InvalidRequestError
-from ..imaging import encode_image, parse_size
+from ..imaging import parse_size
 from ..types import ImageParams
 from .state import save, state, write_out
 
@@ -41,10 +41,12 @@ def _outputs(output: Path, n: int) -> list[Path]:
     return [output.with_name(f"{output.stem}-{i + 1}{output.suffix}") for i in range(n)]
 
 
-def _save_images(ctx: typer.Context, images: list, output: Path, seed: int, started: float) -> None:
+def _save_images(ctx: typer.Context, model_id: str, prompt: str, images: list, output: Path, seed: int,
+                 started: float) -> None:
     fmt = _image_format(output)
     paths = _outputs(output, len(images))
-    encoded = [encode_image(img, fmt) for img in images]  # all encoded before any is written
+    # all encoded (and labelled) before any is written
+    encoded = [state(ctx).service.encode_image(img, fmt, model_id, prompt) for img in images]
     for path, data in zip(paths, encoded):
         save(path, data)
     st = state(ctx)
@@ -69,7 +71,7 @@ def image(
     spec = st.service.pick(model, "image")
     with st.progress.steps(f"drawing with {spec.id}") as progress:
         _, result = st.service.generate_image(params, spec.id, progress)
-    _save_images(ctx, result.images, output, result.seed, started)
+    _save_images(ctx, spec.id, prompt, result.images, output, result.seed, started)
 
 
 def edit(
@@ -98,7 +100,7 @@ def edit(
         _, result = st.service.edit_image(
             image_file.read_bytes(), prompt, mask.read_bytes() if mask else None, spec.id, progress, **options
         )
-    _save_images(ctx, result.images, output, result.seed, started)
+    _save_images(ctx, spec.id, prompt, result.images, output, result.seed, started)
 
 
 def video(

@@ -33,6 +33,7 @@ from . import (
     speak,
     transcribe,
     usage,
+    verify,
 )
 from .state import CliState, print_error
 
@@ -138,6 +139,7 @@ app.command("profile")(profile.profile)
 app.command("usage")(usage.usage)
 app.command("route")(route.route)
 app.command("advise")(advise.advise)
+app.command("verify")(verify.verify)
 app.add_typer(pipelines.app, name="recipes")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..audio.codec import finish_wav
+from ..audio.codec import CONTENT_TYPES, finish_wav
 from ..errors import InvalidRequestError
 from .state import read_stdin_text, save, state
 
@@ -85,6 +85,7 @@ def speak(
         stream.close()
     if fmt == "wav":
         data = finish_wav(data)
+    data = st.service.label(data, CONTENT_TYPES.get(fmt, ""), spec.id, text)
     if str(output) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -137,7 +137,6 @@ def product_prompts(backend: str, product: str, n: int) -> list[str]:
 
 
 def product_images_step(service: Service, args: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    import io
 
     from ..types import ImageParams
     from .steps import image_size
@@ -156,9 +155,8 @@ def product_images_step(service: Service, args: dict[str, Any], ctx: StepContext
         params = ImageParams(prompt=prompt, width=width, height=height,
                              seed=None if seed in (None, "") else int(seed) + i)
         _, result = service.generate_image(params, spec.id, lambda done, total: ctx.check())
-        buf = io.BytesIO()
-        result.images[0].save(buf, format="PNG")
-        images.append(ctx.put(buf.getvalue(), "image/png", f"product-{i + 1}.png"))
+        png = service.encode_image(result.images[0], "png", spec.id, prompt)
+        images.append(ctx.put(png, "image/png", f"product-{i + 1}.png"))
     return {"images": images, "prompts": prompts}
 
 

@@ -8,7 +8,6 @@ one) and the fields of its output with theirs. `modality` names the kind of mode
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,8 +150,8 @@ def speak_step(service: Service, args: dict[str, Any], ctx: StepContext) -> dict
     text = str(args["text"]).strip()
     if not text:
         raise InvalidRequestError(f"step '{ctx.step}' has no text to speak", param="text")
-    _, _, stream = service.speak(text, args.get("model"), args.get("voice"), float(args.get("speed", 1.0)), "wav")
-    wav = finish_wav(b"".join(stream))
+    spec, _, stream = service.speak(text, args.get("model"), args.get("voice"), float(args.get("speed", 1.0)), "wav")
+    wav = service.label(finish_wav(b"".join(stream)), "audio/wav", spec.id, text)
     return {"audio": ctx.put(wav, "audio/wav", f"{ctx.step}.wav")}
 
 
@@ -181,13 +180,12 @@ def image_step(service: Service, args: dict[str, Any], ctx: StepContext) -> dict
     width, height = image_size(args)
     params = ImageParams(prompt=str(args["prompt"]), width=width, height=height, n=int(args.get("n") or 1),
                          steps=None if args.get("steps") is None else int(args["steps"]), seed=_seed(args))
-    _, result = service.generate_image(params, args.get("model"),
-                                       lambda done, total: (ctx.check(), ctx.progress(done / max(total, 1), None)))
+    spec, result = service.generate_image(
+        params, args.get("model"), lambda done, total: (ctx.check(), ctx.progress(done / max(total, 1), None)))
     images = []
     for i, picture in enumerate(result.images):
-        buf = io.BytesIO()
-        picture.save(buf, format="PNG")
-        images.append(ctx.put(buf.getvalue(), "image/png", f"{ctx.step}-{i + 1}.png" if i else f"{ctx.step}.png"))
+        png = service.encode_image(picture, "png", spec.id, params.prompt)
+        images.append(ctx.put(png, "image/png", f"{ctx.step}-{i + 1}.png" if i else f"{ctx.step}.png"))
     return {"image": images[0], "images": images, "seed": result.seed}
 
 

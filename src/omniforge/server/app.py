@@ -42,6 +42,7 @@ from .routes import (
     models,
     pipelines,
     usage,
+    verify,
     videos,
     voice,
 )
@@ -139,7 +140,7 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     app.state.started = int(time.time())
     errors.install(app)
     for module in (models, chat, completions, embeddings, audio, images, videos, pipelines, voice, usage, advise,
-                   health):
+                   verify, health):
         app.include_router(module.router)
     # Outermost last: limit the body before anything reads it; count every request.
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_upload_mb * 2**20))

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from ...catalog import ModelSpec
 from ...errors import InvalidRequestError, NotFoundError
-from ...imaging import CONTENT_TYPES, IMAGE_FORMATS, encode_image, parse_size
+from ...imaging import CONTENT_TYPES, IMAGE_FORMATS, parse_size
 from ...storage import write_atomic
 from ...types import ImageParams, ImageResult
 from ..protocol import ImageGenerationRequest
@@ -60,7 +60,7 @@ def _respond(request: Request, spec: ModelSpec, result: ImageResult, rf: str, fm
     service = service_of(request)
     data = []
     for img in result.images:
-        encoded = encode_image(img, fmt)
+        encoded = service.encode_image(img, fmt, spec.id)
         if rf == "b64_json":
             data.append({"b64_json": base64.b64encode(encoded).decode(), "revised_prompt": None})
         else:
