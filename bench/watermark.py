@@ -28,13 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from omniforge.governance import provenance
 
 MODEL = "house-image"
-PROMPTS = [
-    "a small red circle at the left on a blue background",
-    "a large yellow square in the center on a black background",
-    "a small white triangle at the top on a green background",
-    "a large purple circle at the bottom on an orange background",
-    "a small blue square at the right on a white background",
-]
+from image import PROMPTS  # noqa: E402  # the house-vocabulary captions the image bench uses
 
 
 def _jpeg(img: Any, quality: int = 75) -> Any:

@@ -73,3 +73,28 @@ def echo_spec(model_id: str = "echo", memory_mb: int = 10, source: Path | None =
         id=model_id, modality="text", backend="fake-echo", source=str(source or "/"),
         options={"memory_mb": memory_mb},
     )
+
+
+class BrokenModel(TextModel):
+    """Says "ok" unless the prompt asks it to fail now (before any text) or later (after some)."""
+
+    @property
+    def context_length(self) -> int:
+        return 512
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(range(len(text.split())))
+
+    def chat_prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
+        return messages[-1].content, []
+
+    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None) -> Iterator[TextDelta]:
+        if prompt == "fail-now":
+            raise RuntimeError("engine exploded")
+        yield TextDelta("ok ")
+        if prompt == "fail-later":
+            raise RuntimeError("engine exploded mid-stream")
+        yield TextDelta("", "stop", Usage(1, 1))
+
+
+register_backend("fake-broken", "text", lambda spec, settings: BrokenModel(spec))

@@ -12,38 +12,11 @@ import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
-from omniforge.backends import register_backend
-from omniforge.backends.base import TextModel
+import tests.fakes  # noqa: F401  # registers the fake-broken backend
 from omniforge.catalog import ModelSpec
 from omniforge.config import load_settings
 from omniforge.server import create_app
 from omniforge.service import Service
-from omniforge.types import GenerationParams, Message, TextDelta, Usage
-
-
-class BrokenModel(TextModel):
-    """Says "ok" unless the prompt asks it to fail now (before any text) or later (after some)."""
-
-    @property
-    def context_length(self) -> int:
-        return 512
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(range(len(text.split())))
-
-    def chat_prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
-        return messages[-1].content, []
-
-    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None) -> Iterator[TextDelta]:
-        if prompt == "fail-now":
-            raise RuntimeError("engine exploded")
-        yield TextDelta("ok ")
-        if prompt == "fail-later":
-            raise RuntimeError("engine exploded mid-stream")
-        yield TextDelta("", "stop", Usage(1, 1))
-
-
-register_backend("fake-broken", "text", lambda spec, settings: BrokenModel(spec))
 
 
 @pytest.fixture

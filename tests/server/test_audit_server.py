@@ -1,8 +1,5 @@
 """Every API request leaves one audit record (key id, endpoint, model, weights digest, cost, body hashes,
-never the content) and the chain verifies: in-process over a fake model, and on a real server.
-
-The real-server test needs the lead's wiring in server/app.py (Auditing added before Metering);
-the in-process tests wire the middleware themselves when the app does not have it yet."""
+never the content) and the chain verifies: in-process over a fake model, and on a real server."""
 
 from __future__ import annotations
 
@@ -14,55 +11,16 @@ from pathlib import Path
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from starlette.middleware import Middleware
 
-from omniforge.backends import register_backend
-from omniforge.backends.base import TextModel
+import tests.fakes  # noqa: F401  # registers the fake-broken backend
 from omniforge.catalog import ModelSpec
 from omniforge.config import load_settings
 from omniforge.governance.audit import AuditLog
 from omniforge.router.ledger import key_id
 from omniforge.server import create_app
-from omniforge.server.audit import Auditing
-from omniforge.server.metering import Metering
 from omniforge.service import Service
-from omniforge.types import GenerationParams, Message, TextDelta, Usage
 
 from .helpers import REQUEST_TIMEOUT_S, start_server
-
-
-class EchoModel(TextModel):
-    """Two words back, or a failure when asked for one."""
-
-    @property
-    def context_length(self) -> int:
-        return 512
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(range(len(text.split())))
-
-    def chat_prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
-        return messages[-1].content, []
-
-    def generate(self, prompt: str, params: GenerationParams, suffix: str | None = None) -> Iterator[TextDelta]:
-        if prompt == "fail-now":
-            raise RuntimeError("engine exploded")
-        yield TextDelta("ok ")
-        yield TextDelta("fine", "stop", Usage(3, 2))
-
-
-register_backend("fake-audit-echo", "text", lambda spec, settings: EchoModel(spec))
-
-
-def _wired(service: Service):
-    """The app, with Auditing inside Metering (as the lead wires it) unless create_app already has it."""
-    app = create_app(service)
-    if not any(m.cls is Auditing for m in app.user_middleware):
-        at = next(i for i, m in enumerate(app.user_middleware) if m.cls is Metering)
-        log = AuditLog.for_home(service.settings.home)
-        app.user_middleware.insert(at + 1, Middleware(Auditing, log=log, meter=service.meter,
-                                                      settings=service.settings))
-    return app
 
 
 @pytest.fixture
@@ -71,8 +29,8 @@ def audited(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     weights = tmp_path / "echo"
     weights.mkdir()
     (weights / "weights.bin").write_bytes(b"echo weights")
-    service.catalog.add(ModelSpec(id="echo", modality="text", backend="fake-audit-echo", source=str(weights)))
-    with TestClient(_wired(service), raise_server_exceptions=False,
+    service.catalog.add(ModelSpec(id="echo", modality="text", backend="fake-broken", source=str(weights)))
+    with TestClient(create_app(service), raise_server_exceptions=False,
                     headers={"Authorization": "Bearer sk-alice"}) as client:
         yield client, service.settings.home / "audit" / "audit.db"
     service.close()
@@ -109,7 +67,7 @@ def test_one_record_per_request_with_hashes_and_no_content(audited: tuple[TestCl
     assert first["input_hash"] == hashlib.sha256(body).hexdigest()
     assert first["output_hash"] == hashlib.sha256(r.content).hexdigest()
     assert first["params"] == {"model": "echo", "temperature": 0.3, "user": "someone"}
-    assert first["cost"]["compute_seconds"] >= 0 and first["cost"]["output_tokens"] == 2
+    assert first["cost"]["compute_seconds"] >= 0 and first["cost"]["output_tokens"] == 1
     assert first["error"] is None and first["request_id"].startswith("req_")
     assert stream["output_hash"] == hashlib.sha256(streamed).hexdigest() and stream["params"]["stream"] is True
     assert failed["status"] == 500 and "engine exploded" in failed["error"]
