@@ -39,11 +39,15 @@ _UNSUPPORTED_PARTS = {"image", "audio", "file", "input_file", "video_url"}
 AUDIO_OUT_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus", "aac": "aac", "pcm16": "pcm"}
 
 
-def _image_part(part: dict[str, Any], where: str) -> bytes:
+def _image_part(part: dict[str, Any], where: str, settings: Any) -> bytes:
     ref = part.get("image_url")
     url = ref.get("url") if isinstance(ref, dict) else ref
     if not isinstance(url, str):
         raise InvalidRequestError(f"{where}.image_url.url must be a string", param=f"{where}.image_url")
+    if url.strip().lower().startswith(("http://", "https://")):  # off unless allow_remote_urls; never private hosts
+        from ...governance.fetch import fetch_remote
+
+        return fetch_remote(url.strip(), settings, int(settings.max_upload_mb * 2**20), param=f"{where}.image_url.url")
     return decode_data_url(url, f"{where}.image_url.url")
 
 
@@ -58,7 +62,7 @@ def _audio_part(part: dict[str, Any], where: str) -> bytes:
         raise InvalidRequestError(f"{where}.input_audio.data is not valid base64", param=f"{where}.input_audio") from None
 
 
-def _message(i: int, m: ChatMessage) -> Message:
+def _message(i: int, m: ChatMessage, settings: Any) -> Message:
     if m.content is None:
         return Message(m.role, "")  # type: ignore[arg-type]  # the service validates roles
     if isinstance(m.content, str):
@@ -72,7 +76,7 @@ def _message(i: int, m: ChatMessage) -> Message:
                 raise InvalidRequestError(f"{where}.text must be a string", param=f"{where}.text")
             texts.append(part["text"])
         elif kind in _IMAGE_PARTS:
-            images.append(_image_part(part, where))
+            images.append(_image_part(part, where, settings))
         elif kind in _AUDIO_PARTS:
             audio.append(_audio_part(part, where))
         elif kind in _UNSUPPORTED_PARTS:
@@ -167,7 +171,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     )
     if body.stream_options is not None and not body.stream:
         raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
-    messages = [_message(i, m) for i, m in enumerate(body.messages)]
+    # in a worker thread: an image URL (when allowed) is fetched here
+    messages = await blocking(lambda: [_message(i, m, service.settings) for i, m in enumerate(body.messages)])
     spoken = _audio_out(body)
     n = n_of(body.n)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
