@@ -4,10 +4,8 @@ know", and per-session memory with handoff, on the embedded MiniLM and gemma-3-2
 
 from __future__ import annotations
 
-import io
 import itertools
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,16 +26,9 @@ from omniforge.pipelines import (  # noqa: F401  knowledge and sessions register
 from omniforge.pipelines.knowledge import DONT_KNOW, KnowledgeBase, chunk_text, default_name
 from omniforge.pipelines.sessions import HANDOFF, SessionStore
 from omniforge.service import Service
-
+from tests.unit.test_pipelines import _docx
 
 # -- documents the tests build ---------------------------------------------------------------------
-def _docx(paragraphs: list[str]) -> bytes:
-    ns = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-    body = "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in paragraphs)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("word/document.xml", f'<w:document xmlns:w="{ns}"><w:body>{body}</w:body></w:document>')
-    return buf.getvalue()
 
 
 def _html(title: str, paragraphs: list[str]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, MissingDependencyError
+from ..pipelines.code import cut_at
 from ..pipelines.sandbox import SandboxLimits, run_python
 from ..storage import write_atomic
 from ..types import GenerationParams
@@ -47,16 +48,6 @@ def load_problems() -> list[dict[str, Any]]:
     return sorted(problems, key=lambda p: int(str(p["task_id"]).rsplit("/", 1)[-1]))
 
 
-def cut(completion: str, stops: tuple[str, ...] = STOPS) -> str:
-    """`completion` up to the first stop sequence."""
-    end = len(completion)
-    for stop in stops:
-        at = completion.find(stop)
-        if at != -1:
-            end = min(end, at)
-    return completion[:end]
-
-
 def complete(service: Service, prompt: str, model: str | None = None, max_tokens: int = 384) -> tuple[str, int]:
     """The greedy completion of `prompt` up to a stop sequence, and its token count."""
     params = GenerationParams(temperature=0.0, max_tokens=max_tokens, stop=list(STOPS[:MAX_SERVICE_STOPS]))
@@ -70,7 +61,7 @@ def complete(service: Service, prompt: str, model: str | None = None, max_tokens
                 break
     finally:
         stream.close()
-    return cut(text), tokens
+    return cut_at(text, STOPS), tokens
 
 
 def program(problem: dict[str, Any], completion: str) -> str:
@@ -143,5 +134,5 @@ def summary(report: dict[str, Any]) -> str:
             f"model {report['model']}, greedy, {report['seconds']:.0f} s")
 
 
-__all__ = ["STOPS", "ProblemResult", "check", "complete", "cut", "evaluate", "load_problems", "program",
+__all__ = ["STOPS", "ProblemResult", "check", "complete", "evaluate", "load_problems", "program",
            "save_report", "summary"]
