@@ -16,8 +16,14 @@ PYTEST_ARGS ?=
 
 .PHONY: run test bench setup lock clean
 
+# The embedded chat model is Google's Gemma: serving it means accepting the Gemma Terms of Use
+# (https://ai.google.dev/gemma/terms). `make run` accepts them on your behalf and says so;
+# `make run ACCEPT_LICENSES=` declines (Gemma is then refused with 403 license_not_accepted).
+ACCEPT_LICENSES ?= gemma
+
 run: setup
-	$(VENV)/bin/omniforge serve $(SERVE_ARGS)
+	@echo "make run: accepting the model terms [$(ACCEPT_LICENSES)] (Gemma Terms of Use: https://ai.google.dev/gemma/terms); see 'omniforge models licenses'"
+	OMNIFORGE_ACCEPT_LICENSES="$(ACCEPT_LICENSES)" $(VENV)/bin/omniforge serve $(SERVE_ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -12,6 +12,9 @@ import pytest
 SHARED_CACHE = Path(os.environ.get("OMNIFORGE_TEST_CACHE", "/tmp/omniforge-test-cache"))
 
 
+ACCEPTED = "gemma"  # the suite accepts the Gemma terms, as `make run` does (tests of the refusal unset it)
+
+
 def make_home(root: Path) -> Path:
     """A fresh OMNIFORGE_HOME whose model cache points at the shared cache."""
     home = root / "home"
@@ -31,4 +34,5 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(key)
     home = make_home(tmp_path)
     monkeypatch.setenv("OMNIFORGE_HOME", str(home))
+    monkeypatch.setenv("OMNIFORGE_ACCEPT_LICENSES", ACCEPTED)
     return home

@@ -34,6 +34,12 @@ class Settings:
     allow_remote_urls: bool = False  # fetch http(s) image/audio URLs in requests (public addresses only)
     audit_retention_days: float | None = None  # audit records older than this are pruned behind an anchor
     audit_redact: list[str] = field(default_factory=list)  # request params stored as "[redacted]", e.g. user
+    accept_licenses: list[str] = field(default_factory=list)  # model terms accepted, e.g. gemma (see `omniforge models licenses`)
+    # -- content policy (governance/policy.py): screens every input and output text; all off by default
+    policy_categories: list[str] = field(default_factory=list)  # built-in: weapons, malware, self-harm, violent-threats, sexual-minors
+    policy_blocklist: list[str] = field(default_factory=list)  # your own words and phrases, blocked in inputs and outputs
+    policy_file: Path | None = None  # YAML of named rules (terms, patterns, action block|flag, stages)
+    policy_ocr: bool = True  # with rules on: read the text in input and generated images too
     # -- provenance (governance/provenance.py): C2PA manifests and image watermarks on generated files
     provenance: bool = True  # label every generated image, audio file and video
     provenance_cert: Path | None = None  # PEM chain (signing cert first); default: a local CA under <home>/provenance

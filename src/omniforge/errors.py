@@ -83,6 +83,18 @@ class PermissionDeniedError(OmniforgeError):
     default_code = "scope_denied"
 
 
+class LicenseNotAcceptedError(PermissionDeniedError):
+    """A model whose license terms must be accepted (the `accept_licenses` setting) before it is served."""
+
+    default_code = "license_not_accepted"
+
+
+class ContentPolicyError(InvalidRequestError):
+    """An input or output that breaks the content policy (governance/policy.py)."""
+
+    default_code = "content_policy_violation"
+
+
 class NotFoundError(OmniforgeError):
     status_code = 404
     error_type = "invalid_request_error"

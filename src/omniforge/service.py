@@ -20,6 +20,7 @@ from .catalog import Catalog, ModelSpec
 from .catalog.catalog import DEFAULT_FIELDS, OPENAI_NAMES
 from .config import Settings, load_settings
 from .errors import InvalidRequestError, PayloadTooLargeError
+from .governance.policy import ContentPolicy
 from .router.meter import Charge, Meter
 from .runtime import ModelManager
 from .types import (
@@ -116,6 +117,7 @@ class Service:
         self.catalog = Catalog(self.settings.catalog_path, defaults)
         self.runtime = runtime or ModelManager(self.settings)
         self.meter = Meter(self.settings)
+        self.policy = ContentPolicy.from_settings(self.settings)  # a bad policy file fails here, at start
         self._router: Any = None
         self._videos: Any = None
         self._pipelines: Any = None
@@ -168,13 +170,18 @@ class Service:
 
     def preload(self, model_ids: list[str]) -> None:
         for model_id in model_ids:
-            self.runtime.load(self.catalog.get(model_id))
+            self.runtime.load(self.catalog.get(model_id))  # refuses models whose terms are not accepted
+
+    def check_license(self, spec: ModelSpec) -> None:
+        """Refuse a model whose license terms the configuration has not accepted."""
+        spec.require_accepted(self.settings.accept_licenses)
 
     @contextlib.contextmanager
     def _lease(self, spec: ModelSpec, charges: list[Charge] | None = None, **quantities: Any) -> Iterator[Any]:
         """Hold a slot of `spec` for a request: admitted against the budgets with an estimate of
         `quantities` (see Profile.estimate), timed while held, settled by the meter. `charges`, if
         given, receives the charge (to add tokens to it)."""
+        self.check_license(spec)  # before the meter charges anything
         charge = self.meter.admit(spec, **quantities)
         if charges is not None:
             charges.append(charge)
@@ -303,7 +310,9 @@ class Service:
                 seed = None if params.seed is None else params.seed + i
                 p = replace(params, seed=seed, stop=[*params.stop, *stops])
                 extra = {"images": images} if images else {}
+                screen = self.policy.screen("output")
                 for delta in instance.generate(prompt, p, suffix=suffix, **extra):
+                    screen.feed(delta.text)
                     if delta.finish_reason and delta.usage and charges:
                         self.meter.tokens(charges[0], delta.usage.prompt_tokens if i == 0 else 0,
                                           delta.usage.completion_tokens)
@@ -318,6 +327,7 @@ class Service:
         """Stream (choice index, delta) pairs for a chat; choices run one after another."""
         self._check_messages(messages)
         params = self._check_params(params or GenerationParams(), n)
+        self._screen([m.content for m in messages], "input", "prompt", "messages")
         spec = self.pick(model, "text", "chat", output_tokens=params.max_tokens or self.settings.default_max_tokens,
                           input_tokens=sum(len(m.content) if isinstance(m.content, str) else 0 for m in messages) // 4,
                           images_in=sum(len(m.images) for m in messages))
@@ -327,6 +337,7 @@ class Service:
         if any(m.images for m in messages):
             # Analyse before the chat model's lease, so it is not held while another model works.
             messages, images = self._see(messages, self._sees(spec))
+            self._screen_images(images, "input", "messages")  # a model that sees: read the text it will see
 
         def prompt_of(instance: Any) -> tuple[str, list[str], list[Any]]:
             return (*instance.chat_prompt(messages), images)
@@ -350,6 +361,7 @@ class Service:
         if not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be a string", param="prompt")
         params = self._check_params(params or GenerationParams(), n)
+        self._screen([prompt, suffix or ""], "input", "prompt", "prompt")
         spec = self.pick(model, "text", "completion", input_tokens=len(prompt) // 4,
                           output_tokens=params.max_tokens or self.settings.default_max_tokens)
         return self._generate(spec, lambda inst: (prompt, [], []), params, n, suffix, len(prompt) + len(suffix or ""))
@@ -384,6 +396,7 @@ class Service:
             raise InvalidRequestError("input must be a non-empty string or list of strings", param="input")
         if len(texts) > 2048:
             raise InvalidRequestError("input takes at most 2048 items", param="input")
+        self._screen(texts, "input", "input", "input")
         spec = self.pick(model, "embedding", input_tokens=sum(len(t) for t in texts) // 4)
         charges: list[Charge] = []
         with self._lease(spec, charges, input_tokens=sum(len(t) for t in texts) // 4 + 1) as instance:
@@ -414,6 +427,7 @@ class Service:
                 f"response_format must be one of {', '.join(codec.SUPPORTED_SPEECH_FORMATS)}",
                 param="response_format",
             )
+        self._screen(text, "input", "speech input", "input")
         spec = self.pick(model, "speech")
 
         def run(instance: Any) -> Iterator[bytes]:
@@ -445,10 +459,12 @@ class Service:
                           audio_in_seconds=len(audio) / 32_000)
         samples = codec.decode(audio)  # decode outside the model's slot: it is ffmpeg's work
         with self._lease(spec, audio_seconds=len(samples) / 16_000) as instance:  # decode() gives 16 kHz
-            return spec, instance.transcribe(
+            transcript = instance.transcribe(
                 samples, language=language, prompt=prompt, task=task,
                 word_timestamps=word_timestamps, temperature=temperature,
             )
+        self._screen(transcript.text, "output", "transcript", "file")
+        return spec, transcript
 
     # -- images ----------------------------------------------------------------------------
     def _check_image_params(self, params: ImageParams) -> None:
@@ -520,12 +536,17 @@ class Service:
                        progress: ProgressFn | None = None) -> tuple[ModelSpec, ImageResult]:
         """Text-to-image; with params.image image-to-image, with params.mask too inpainting."""
         self._check_image_params(params)
+        self._screen([params.prompt, params.negative_prompt or ""], "input", "prompt", "prompt")
+        if params.image is not None:
+            self._screen_images([params.image], "input", "image")
         spec = self.pick(model, "image", image_n=params.n, image_steps=params.steps,
                           image_size=f"{params.width}x{params.height}" if params.width and params.height else None)
         pixels = params.width * params.height if params.width and params.height else None
         with self._lease(spec, images=params.n, pixels=pixels, steps=params.steps) as instance:
             params = self._fit_image(spec, instance, params)
-            return spec, instance.generate(params, progress)
+            result = instance.generate(params, progress)
+        self._screen_images(result.images, "output")
+        return spec, result
 
     def edit_image(self, image: bytes, prompt: str, mask: bytes | None = None, model: str | None = None,
                    progress: ProgressFn | None = None, **options: Any) -> tuple[ModelSpec, ImageResult]:
@@ -563,6 +584,25 @@ class Service:
                 f"{param} is {size / 2**20:.1f} MB, over the {self.settings.max_upload_mb:g} MB limit", param=param
             )
 
+    # -- content policy (governance/policy.py) ---------------------------------------------------
+    def _screen(self, texts: str | list[str], stage: str, source: str, param: str | None = None) -> None:
+        """Every text in and out passes here: verdicts recorded, ContentPolicyError on a block."""
+        if self.policy.active:
+            self.policy.check(texts, stage, source, param)
+
+    def _screen_images(self, images: list[Any], stage: str, param: str | None = None) -> None:
+        """The text the vision model reads in `images`, screened (only while the policy has rules)."""
+        if not (self.policy.active and self.policy.ocr and images):
+            return
+        spec = self.pick(None, "vision", images_in=len(images))
+        with self._lease(spec, images=len(images)) as instance:
+            read = getattr(instance, "read_text", None)
+            if read is None:
+                log.warning("content policy: vision model %s cannot read text; images are not screened", spec.id)
+                return
+            texts = ["\n".join(read(img)) for img in images]
+        self.policy.check(texts, stage, "image text", param)
+
     # -- vision ----------------------------------------------------------------------------
     def analyse(self, image: Any, model: str | None = None, prompt: str | None = None) -> str:
         """What the vision model measures in `image` (PIL image or encoded bytes), as text."""
@@ -573,7 +613,9 @@ class Service:
             image = decode_image(bytes(image))
         spec = self.pick(model, "vision", images_in=1)
         with self._lease(spec, images=1) as instance:
-            return instance.analyse(image, prompt)
+            found = instance.analyse(image, prompt)
+        self._screen(found, "input", "image text", "image")  # what a chat model will read of the image
+        return found
 
     def describe(self, image: bytes, model: str | None = None, prompt: str | None = None,
                  params: GenerationParams | None = None) -> TextResult:
@@ -626,9 +668,11 @@ class Service:
     def generate_video(self, params: VideoParams, model: str | None = None,
                        progress: ProgressFn | None = None) -> tuple[ModelSpec, VideoResult]:
         """One video, made now (the /v1/videos jobs and pipeline steps call this on their own threads)."""
+        self._screen([params.prompt, params.negative_prompt or ""], "input", "prompt", "prompt")
         spec = self.pick(model, "video", video_seconds=params.seconds or 15.0)
         with self._lease(spec, video_seconds=params.seconds or 15.0) as instance:
             result = instance.generate(params, progress, self)
+        self._screen(result.narration or [], "output", "narration")
         result.mp4 = self.label(result.mp4, "video/mp4", spec.id, params.prompt)
         return spec, result
 

@@ -17,6 +17,8 @@ import httpx
 import jiwer
 import numpy as np
 
+from tests.conftest import ACCEPTED
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED_CACHE = Path(os.environ.get("OMNIFORGE_TEST_CACHE", "/tmp/omniforge-test-cache"))
 STARTUP_TIMEOUT_S = 90.0
@@ -76,6 +78,7 @@ def start_server(root: Path, **settings: str) -> ServerProcess:
         OMNIFORGE_HOST="127.0.0.1",
         OMNIFORGE_PORT=str(port),
         OMNIFORGE_LOG_LEVEL="info",
+        OMNIFORGE_ACCEPT_LICENSES=ACCEPTED,
     )
     env.update({f"OMNIFORGE_{k.upper()}": v for k, v in settings.items()})
     log = root / "server.log"

@@ -75,6 +75,26 @@ def test_one_record_per_request_with_hashes_and_no_content(audited: tuple[TestCl
     assert b"a secret sentence" not in db.read_bytes() + Path(f"{db}-wal").read_bytes()
 
 
+def test_refused_requests_and_voice_sessions_are_audited(audited: tuple[TestClient, Path]) -> None:
+    client, db = audited
+    assert _post(client, _chat("hi"), Authorization="Bearer sk-wrong").status_code == 401
+    assert client.get("/v1/models", headers={"Authorization": ""}).status_code == 401
+    with client.websocket_connect("/v1/voice") as ws:  # the client's default header carries the key
+        ws.send_text('{"type": "nonsense"}')
+        assert ws.receive_json()["type"] == "error"
+        ws.send_text('{"type": "config"}')
+        assert ws.receive_json()["type"] == "ready"
+    records = [r.fields for r in AuditLog(db).records()]
+    wrong, missing, session = records
+    assert wrong["status"] == 401 and wrong["key_id"] == key_id("sk-wrong") and "invalid_api_key" in wrong["error"]
+    assert wrong["endpoint"] == "/v1/chat/completions" and wrong["model"] is None
+    assert missing["status"] == 401 and missing["key_id"] is None and missing["endpoint"] == "/v1/models"
+    assert session["endpoint"] == "/v1/voice" and session["method"] == "WEBSOCKET" and session["status"] == 101
+    assert session["key_id"] == key_id("sk-alice") and session["params"]["messages_in"] == 2
+    assert session["params"]["messages_out"] == 2 and session["error"] is None
+    assert AuditLog(db).verify().ok
+
+
 @pytest.mark.slow
 def test_a_real_server_audits_every_request(tmp_path: Path) -> None:
     server = start_server(tmp_path, api_keys="sk-alice,sk-bob")

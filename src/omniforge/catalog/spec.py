@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, LicenseNotAcceptedError
 
 MODALITIES = ("text", "speech", "transcription", "embedding", "image", "video", "vision")
 QUALITY_TIERS = (1, 2, 3)  # basic, good, best: what a request may ask the router for
@@ -21,6 +21,11 @@ class ModelSpec:
     # locator (catalog/embedded.py) materializes the files.
     source: str
     license: str = "unknown"
+    # Terms a user must accept before the model is served, by a short name that goes into the
+    # `accept_licenses` setting (e.g. "gemma"); empty: none. `card` is where the license and the
+    # model card are read (a URL or a local path).
+    terms: str = ""
+    card: str = ""
     aliases: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)  # e.g. chat, completion, code, fim
     description: str = ""
@@ -50,6 +55,18 @@ class ModelSpec:
 
             return locate(self, cache_dir)
         return Path(self.source).expanduser()
+
+    def accepted(self, accepted: list[str]) -> bool:
+        """Whether the model may be served when `accepted` names the terms the user accepted."""
+        return not self.terms or self.terms in accepted or "*" in accepted
+
+    def require_accepted(self, accepted: list[str]) -> None:
+        """Refuse (403 license_not_accepted) a model whose terms are not in `accepted`."""
+        if not self.accepted(accepted):
+            raise LicenseNotAcceptedError(
+                f"model {self.id} is under the {self.license} (read: {self.card or 'its card'}); it is served "
+                f"once you accept them: add {self.terms!r} to accept_licenses in the config file, or set "
+                f"OMNIFORGE_ACCEPT_LICENSES={self.terms}", param="model")
 
     def size_bytes(self) -> int:
         """Size of the weights on disk without materializing anything (0 if unknown)."""

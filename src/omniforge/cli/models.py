@@ -114,6 +114,35 @@ def list_models(
     console.print(table)
 
 
+@app.command("licenses")
+def licenses(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the licenses as JSON.")] = False,
+) -> None:
+    """Each model's license, its card, and whether its terms need (and have) acceptance."""
+    service = state(ctx).service
+    accepted = service.settings.accept_licenses
+    rows = [{"id": s.id, "license": s.license, "terms": s.terms or None,
+             "served": s.accepted(accepted), "card": s.card or None} for s in service.models()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("id", "license", "terms", "served", "card"):
+        table.add_column(column, no_wrap=column in ("id", "served"), overflow="fold")
+    for r in rows:
+        served = "yes" if r["served"] else f"no: accept '{r['terms']}'"
+        table.add_row(r["id"], r["license"], r["terms"] or "-", served, r["card"] or "-")
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)
+    console.print(table)
+    pending = sorted({r["terms"] for r in rows if not r["served"]})
+    if pending:
+        typer.echo(f"\nTo accept: set accept_licenses = {pending!r} in the config file, or "
+                   f"OMNIFORGE_ACCEPT_LICENSES={','.join(pending)}, after reading the terms above.")
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,

@@ -51,6 +51,7 @@ class RequestUsage:
     active: int = 0  # leases held right now
     models: dict[str, ModelUse] = field(default_factory=dict)
     record: KeyRecord | None = None  # the API key's scopes and limits (server requests with a key)
+    policy: list[dict] = field(default_factory=list)  # content policy verdicts (governance/policy.py)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tokens(self) -> tuple[int, int]:

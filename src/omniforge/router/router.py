@@ -504,6 +504,9 @@ class Router:
             dropped.append(f"language {req.language} not in [{', '.join(spec.languages)}]")
         if spec.quality < req.min_quality:
             dropped.append(f"quality {spec.quality} < {req.min_quality} asked")
+        settings = getattr(self.runtime, "settings", None)
+        if settings is not None and not spec.accepted(settings.accept_licenses):
+            dropped.append(f"license terms {spec.terms!r} not accepted")
         is_loaded = spec.id in loaded
         if dropped:
             return Candidate(spec.id, False, dropped, loaded=is_loaded, quality=spec.quality)

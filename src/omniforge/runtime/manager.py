@@ -73,6 +73,7 @@ class ModelManager:
     @contextlib.contextmanager
     def lease(self, spec: ModelSpec) -> Iterator[ModelInstance]:
         """Hold one slot of `spec`'s instance for the duration of a request."""
+        spec.require_accepted(self.settings.accept_licenses)
         slot = self._slot(spec)
         with self._lock:
             if slot.waiting >= self.settings.max_queue:
@@ -118,6 +119,7 @@ class ModelManager:
     # -- loading and unloading -------------------------------------------------------------
     def load(self, spec: ModelSpec) -> ModelInstance:
         """Load `spec` now (used for preloading); a no-op when it is loaded."""
+        spec.require_accepted(self.settings.accept_licenses)
         return self._ensure_loaded(self._slot(spec))
 
     def _ensure_loaded(self, slot: _Slot) -> ModelInstance:

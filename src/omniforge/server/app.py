@@ -149,6 +149,7 @@ def create_app(service: Service | None = None, settings: Settings | None = None)
     app.add_middleware(Auditing, log=app.state.audit, meter=service.meter, settings=settings)  # inside Metering
     app.add_middleware(Metering, meter=service.meter)  # inside the key check: it knows the key
     app.state.keys = KeyStore(settings.home / "keys.db")
-    app.add_middleware(KeyAuth, settings=settings, store=app.state.keys, limiter=service.meter.limiter)
+    app.add_middleware(KeyAuth, settings=settings, store=app.state.keys, limiter=service.meter.limiter,
+                       audit=app.state.audit)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

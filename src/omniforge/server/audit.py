@@ -9,8 +9,8 @@ body message goes out (so no client sees a complete response that has no record)
 request failed or the client went away. Model digests and the append (an fsync) run in a worker
 thread; the first request to a model hashes its weights once (cached by path, mtime and size).
 
-A policy layer that wants its verdicts on the record puts a list of dicts in
-`scope["state"]["policy_verdicts"]`.
+Content policy verdicts (governance/policy.py) come from the request's usage, where the Service
+puts them; a layer in front of the app may add its own in `scope["state"]["policy_verdicts"]`.
 """
 
 from __future__ import annotations
@@ -115,8 +115,11 @@ class Auditing:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith(AUDITED_PREFIX):
+        if scope["type"] not in ("http", "websocket") or not scope.get("path", "").startswith(AUDITED_PREFIX):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self._session(scope, receive, send)
             return
         headers = dict(scope.get("headers", ()))
         json_body = headers.get(b"content-type", b"").split(b";")[0].strip() == b"application/json"
@@ -165,6 +168,58 @@ class Auditing:
         finally:
             await record(failure)
 
+    async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket session (the voice assistant) is one record, appended when it ends: status 101
+        once accepted (or the handshake's refusal), message counts, hashes of all it received and sent."""
+        exchange = _Exchange(json_body=False)
+        exchange.body = None
+        usage = current()
+        started, t0 = time.time(), time.perf_counter()
+        counts = {"messages_in": 0, "messages_out": 0}
+        close_code: int | None = None
+
+        async def audited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                counts["messages_in"] += 1
+                exchange.input.update(message.get("bytes") or (message.get("text") or "").encode())
+            return message
+
+        async def audited_send(message: Message) -> None:
+            nonlocal close_code
+            kind = message["type"]
+            if kind == "websocket.accept":
+                exchange.status = 101
+            elif kind == "websocket.send":
+                counts["messages_out"] += 1
+                exchange.output.update(message.get("bytes") or (message.get("text") or "").encode())
+            elif kind == "websocket.close":
+                close_code = int(message.get("code", 1000))
+                exchange.status = exchange.status or 403  # closed before accepting: a refused handshake
+            elif kind.startswith("websocket.http.response"):
+                exchange.sent({**message, "type": kind.replace("websocket.", "", 1)})
+            await send(message)
+
+        failure: str | None = None
+        try:
+            await self.app(scope, audited_receive, audited_send)
+        except BaseException as exc:
+            failure = "client disconnected" if isinstance(exc, anyio.get_cancelled_exc_class()) else \
+                f"{type(exc).__name__}: {str(exc)[:300]}"
+            raise
+        finally:
+            exchange.finished = True
+            headers = dict(scope.get("headers", ()))
+            entry = self._record(scope, headers, exchange, usage, started, time.perf_counter() - t0, failure)
+            entry["params"] = {**counts, "close_code": close_code}
+            if entry["error"] is None and close_code not in (None, 1000, 1001):
+                entry["error"] = f"closed with code {close_code}"
+            with anyio.CancelScope(shield=True):
+                try:
+                    await anyio.to_thread.run_sync(self._append, entry, usage)
+                except Exception:
+                    log.exception("audit record for the session on %s could not be appended", scope.get("path"))
+
     def _record(self, scope: Scope, headers: dict[bytes, bytes], exchange: _Exchange, usage: RequestUsage | None,
                 started: float, seconds: float, failure: str | None) -> dict[str, Any]:
         state = scope.get("state") or {}
@@ -186,13 +241,13 @@ class Auditing:
             "key_id": usage.key if usage else key_id(state.get("api_key")),
             "project": project,
             "endpoint": scope.get("path"),
-            "method": scope.get("method"),
+            "method": scope.get("method", "WEBSOCKET"),
             "status": status,
             "params": params,
             "input_hash": exchange.input.hexdigest(),
             "output_hash": exchange.output.hexdigest(),
             "route": route,
-            "policy": list(state.get("policy_verdicts") or []),
+            "policy": [*(state.get("policy_verdicts") or []), *(usage.policy if usage else [])],
             "error": error,
             "latency_ms": round(seconds * 1000, 1),
         }
@@ -217,4 +272,17 @@ def _digest(spec: Any, settings: Settings) -> str | None:
         return f"unavailable: {type(exc).__name__}"
 
 
-__all__ = ["Auditing", "error_summary", "request_params"]
+def refusal(scope: Scope, status: int, error: str, token: str | None) -> dict[str, Any]:
+    """The record of a request the key check refused (401, 403, 429) before anything else saw it:
+    the presented key's id (a hash, never the key), the endpoint and the reason."""
+    headers = dict(scope.get("headers", ()))
+    return {
+        "time": time.time(), "request_id": None, "key_id": key_id(token) if token else None,
+        "project": next((headers[h].decode("latin-1").strip() for h in PROJECT_HEADERS if headers.get(h)), None),
+        "endpoint": scope.get("path"), "method": scope.get("method", "WEBSOCKET"), "status": status, "params": {},
+        "input_hash": None, "output_hash": None, "route": None, "policy": [], "error": error, "latency_ms": 0.0,
+        "model": None, "model_digest": {}, "cost": {},
+    }
+
+
+__all__ = ["Auditing", "error_summary", "refusal", "request_params"]

@@ -5,25 +5,34 @@ A pure ASGI middleware rather than a route dependency, so routes FastAPI adds it
 store (<home>/keys.db) holds any key, revoked ones included: revoking the last key locks the
 server rather than opening it. On success the request's state carries `api_key` (the token, for
 metering, which stores only its id) and `key_record` (its scopes, for the meter's model checks).
+A refused /v1 request (401, 403, 429) gets its own audit record here, since nothing inside sees it.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import AuthenticationError, OmniforgeError, PermissionDeniedError
+from ..governance.audit import AuditLog
 from ..governance.keys import KeyRecord, KeyStore, RateLimiter, admin_record
+from .audit import AUDITED_PREFIX, refusal
 from .errors import error_response
+
+log = logging.getLogger("omniforge.server")
 
 UNAUTHENTICATED_PATHS = frozenset({"/health"})
 
 
 class KeyAuth:
-    def __init__(self, app: ASGIApp, settings: Settings, store: KeyStore, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, store: KeyStore, limiter: RateLimiter | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.app = app
+        self.audit = audit  # refusals of /v1 requests are audited too
         self.admin = [(k.encode(), admin_record(k)) for k in settings.api_keys]
         self.store = store
         self.limiter = limiter or RateLimiter()
@@ -65,6 +74,7 @@ class KeyAuth:
         try:
             token, record = self.authorize(scope)
         except OmniforgeError as err:
+            await self._audit_refusal(scope, err)
             if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
                 await send({"type": "websocket.close", "code": 1008})  # the server can only refuse the handshake
                 return
@@ -74,6 +84,19 @@ class KeyAuth:
         state["api_key"] = token  # metering charges the key's id (never stores the token)
         state["key_record"] = record
         await self.app(scope, receive, send)
+
+
+    async def _audit_refusal(self, scope: Scope, err: OmniforgeError) -> None:
+        if self.audit is None or not scope.get("path", "").startswith(AUDITED_PREFIX):
+            return
+        header = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
+        token = header.partition(" ")[2].strip() or None
+        entry = refusal(scope, err.status_code, f"{err.code}: {str(err)[:300]}", token)
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self.audit.append, entry)
+            except Exception:
+                log.exception("audit record of a refused request to %s could not be appended", scope.get("path"))
 
 
 __all__ = ["UNAUTHENTICATED_PATHS", "KeyAuth"]
