@@ -28,6 +28,7 @@ from . import (
     models,
     pipelines,
     profile,
+    risk,
     route,
     serve,
     speak,
@@ -144,6 +145,7 @@ app.add_typer(pipelines.app, name="recipes")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(risk.app, name="risk")
 app.add_typer(house.train_app, name="train")
 app.add_typer(house.eval_app, name="eval")
 evals.register(house.eval_app)
