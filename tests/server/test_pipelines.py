@@ -87,6 +87,14 @@ def test_pipeline_errors(http: httpx.Client) -> None:
     assert_openai_error(r, 400, "invalid_request_error")
     assert http.get("/v1/pipelines/runs/run_nope").status_code == 404
     assert http.get("/v1/artifacts/not-a-sha").status_code == 400
+    # The server never reads its own files for a client: not as a recipe, not as an input.
+    assert http.post("/v1/pipelines/pyproject.toml/runs", json={"inputs": {}}).status_code == 404
+    r = http.post("/v1/pipelines/voice-assistant/runs", json={"inputs": {"audio": "/etc/hostname"}})
+    assert_openai_error(r, 400, "invalid_request_error")
+    assert "data: URL" in r.json()["error"]["message"] and r.json()["error"]["param"] == "inputs.audio"
+    r = http.post("/v1/pipelines/voice-assistant/runs", json={"inputs": {"audio": "http://127.0.0.1:9/a.wav"}})
+    assert_openai_error(r, 400, "invalid_request_error")
+    assert r.json()["error"]["code"] == "remote_urls_disabled"
     assert_alive(http)
 
 

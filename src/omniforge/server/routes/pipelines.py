@@ -1,7 +1,8 @@
 """Pipelines over HTTP: list recipes, start runs, follow them (JSON or server-sent events), cancel
 them, and download the artifacts they made.
 
-A run's binary inputs (audio, image, document) travel as base64 `data:` URLs in the JSON body;
+A run's binary inputs (audio, image, document) travel as base64 `data:` URLs in the JSON body, or
+as http(s) URLs when `allow_remote_urls` is on (fetched by governance/fetch.py; never a server path);
 runs live in the SQLite job store under home, so a restarted server still answers for them.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
-from ...errors import InvalidRequestError
+from ...errors import InvalidRequestError, NotFoundError
 from ...imaging import decode_data_url
 from ..protocol import PipelineRunRequest
 from ..streaming import sse
@@ -39,15 +40,42 @@ async def list_recipes(request: Request) -> Any:
     return {"object": "list", "data": [{"object": "recipe", **r.to_dict()} for _, r in sorted(recipes.items())]}
 
 
+def _binary_input(value: Any, typ: str, where: str, settings: Any, runner: Any) -> Any:
+    """A binary input as the server takes it: a data: URL, an http(s) URL (fetched only with
+    allow_remote_urls, never from private addresses) or an artifact reference; a document may also
+    be plain text. Never a path: the server does not read its own files for a client."""
+    if not isinstance(value, str):
+        return value  # an artifact reference or a wrong type: the runner checks it
+    if value.startswith("data:"):
+        return decode_data_url(value, where)
+    if value.strip().lower().startswith(("http://", "https://")):
+        from ...governance.fetch import fetch_remote
+
+        return fetch_remote(value.strip(), settings, int(settings.max_upload_mb * 2**20), param=where)
+    if typ == "document":  # the document's text itself
+        return runner.artifacts.put(value.encode(), "text/plain").ref()
+    raise InvalidRequestError(f"{where} ({typ}) must be a base64 data: URL (or an http(s) URL when the server "
+                              "allows remote URLs)", param=where)
+
+
 @router.post("/v1/pipelines/{name}/runs")
 async def create_run(name: str, body: PipelineRunRequest, request: Request) -> Any:
-    runner = await blocking(lambda: service_of(request).pipelines)
+    from ...pipelines.recipe import all_recipes
+    from ...pipelines.steps import BINARY
+
+    service = service_of(request)
+    known = await blocking(all_recipes, service.settings.home)
+    if name not in known:  # names only: a path would make the server read its own files
+        raise NotFoundError(f"no recipe named '{name}'; known: {', '.join(sorted(known))}", param="recipe")
+    runner = await blocking(lambda: service.pipelines)
+    recipe = known[name]
     inputs: dict[str, Any] = {}
     for key, value in (body.inputs or {}).items():
-        if isinstance(value, str) and value.startswith("data:"):
-            value = decode_data_url(value, f"inputs.{key}")
+        spec = recipe.inputs.get(key)
+        if spec is not None and spec.type in BINARY:
+            value = await blocking(_binary_input, value, spec.type, f"inputs.{key}", service.settings, runner)
         inputs[key] = value
-    job_id = await blocking(runner.submit, name, inputs)
+    job_id = await blocking(runner.submit, recipe, inputs)
     return _run_json(await blocking(runner.store.get_job, job_id))
 
 
