@@ -35,6 +35,11 @@ class Settings:
     audit_retention_days: float | None = None  # audit records older than this are pruned behind an anchor
     audit_redact: list[str] = field(default_factory=list)  # request params stored as "[redacted]", e.g. user
     accept_licenses: list[str] = field(default_factory=list)  # model terms accepted, e.g. gemma (see `omniforge models licenses`)
+    # -- PII (governance/pii.py): names, emails, phones, cards, IBANs, addresses
+    pii_redact_audit: bool = True  # redact personal data in what the audit log stores (parameters, error text)
+    pii_redact_model: bool = False  # also redact prompts before the model (per key: keys create --pii; per request: x-omniforge-pii)
+    pii_entities: list[str] = field(default_factory=list)  # empty: all (PERSON, EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IBAN_CODE, ADDRESS)
+    pii_threshold: float = 0.4  # findings scored below this are ignored (0.5: fewer false positives, fewer names)
     # -- content policy (governance/policy.py): screens every input and output text; all off by default
     policy_categories: list[str] = field(default_factory=list)  # built-in: weapons, malware, self-harm, violent-threats, sexual-minors
     policy_blocklist: list[str] = field(default_factory=list)  # your own words and phrases, blocked in inputs and outputs
@@ -42,6 +47,8 @@ class Settings:
     policy_ocr: bool = True  # with rules on: read the text in input and generated images too
     # -- provenance (governance/provenance.py): C2PA manifests and image watermarks on generated files
     provenance: bool = True  # label every generated image, audio file and video
+    text_watermark: bool = False  # green-list watermark on all generated text (models that can; governance/textmark.py)
+    textmark_key: str | None = None  # text watermark key; default: 32 random bytes in <home>/provenance/textmark.key
     provenance_cert: Path | None = None  # PEM chain (signing cert first); default: a local CA under <home>/provenance
     provenance_key: Path | None = None  # its PEM private key
     provenance_trust_anchors: Path | None = None  # extra PEM roots that `omniforge verify` treats as trusted

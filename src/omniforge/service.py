@@ -21,7 +21,7 @@ from .catalog.catalog import DEFAULT_FIELDS, OPENAI_NAMES
 from .config import Settings, load_settings
 from .errors import InvalidRequestError, PayloadTooLargeError
 from .governance.policy import ContentPolicy
-from .router.meter import Charge, Meter
+from .router.meter import Charge, Meter, current
 from .runtime import ModelManager
 from .types import (
     EmbeddingResult,
@@ -305,10 +305,15 @@ class Service:
                 raise InvalidRequestError(
                     f"model '{spec.id}' does not support fill-in-the-middle (suffix)", param="suffix"
                 )
+            can_mark = bool(getattr(instance, "supports_watermark", False))
+            if params.watermark and not can_mark:
+                raise InvalidRequestError(f"model '{spec.id}' cannot watermark its text (llama.cpp models can)",
+                                          param="watermark")
+            marking = can_mark and (params.watermark or self.settings.text_watermark)
             prompt, stops, images = prompt_of(instance)
             for i in range(n):
                 seed = None if params.seed is None else params.seed + i
-                p = replace(params, seed=seed, stop=[*params.stop, *stops])
+                p = replace(params, seed=seed, stop=[*params.stop, *stops], watermark=marking)
                 extra = {"images": images} if images else {}
                 screen = self.policy.screen("output")
                 for delta in instance.generate(prompt, p, suffix=suffix, **extra):
@@ -338,6 +343,9 @@ class Service:
             # Analyse before the chat model's lease, so it is not held while another model works.
             messages, images = self._see(messages, self._sees(spec))
             self._screen_images(images, "input", "messages")  # a model that sees: read the text it will see
+        if self._redacts():
+            private = self._private([m.content for m in messages])
+            messages = [replace(m, content=text) for m, text in zip(messages, private)]
 
         def prompt_of(instance: Any) -> tuple[str, list[str], list[Any]]:
             return (*instance.chat_prompt(messages), images)
@@ -362,6 +370,8 @@ class Service:
             raise InvalidRequestError("prompt must be a string", param="prompt")
         params = self._check_params(params or GenerationParams(), n)
         self._screen([prompt, suffix or ""], "input", "prompt", "prompt")
+        if self._redacts():
+            prompt, suffix = self._private([prompt])[0], suffix if suffix is None else self._private([suffix])[0]
         spec = self.pick(model, "text", "completion", input_tokens=len(prompt) // 4,
                           output_tokens=params.max_tokens or self.settings.default_max_tokens)
         return self._generate(spec, lambda inst: (prompt, [], []), params, n, suffix, len(prompt) + len(suffix or ""))
@@ -397,6 +407,7 @@ class Service:
         if len(texts) > 2048:
             raise InvalidRequestError("input takes at most 2048 items", param="input")
         self._screen(texts, "input", "input", "input")
+        texts = self._private(texts)
         spec = self.pick(model, "embedding", input_tokens=sum(len(t) for t in texts) // 4)
         charges: list[Charge] = []
         with self._lease(spec, charges, input_tokens=sum(len(t) for t in texts) // 4 + 1) as instance:
@@ -583,6 +594,36 @@ class Service:
             raise PayloadTooLargeError(
                 f"{param} is {size / 2**20:.1f} MB, over the {self.settings.max_upload_mb:g} MB limit", param=param
             )
+
+    # -- PII (governance/pii.py) -------------------------------------------------------------------
+    def _redacts(self) -> bool:
+        """Whether this request's prompts lose their personal data before the model: the request's
+        x-omniforge-pii header, else its key's mode, else the pii_redact_model setting."""
+        usage = current()
+        for mode in (usage.pii if usage else "", usage.record.pii if usage and usage.record else ""):
+            if mode:
+                return mode == "redact"
+        return self.settings.pii_redact_model
+
+    def _private(self, texts: list[str]) -> list[str]:
+        """`texts` with names, emails, phones, cards, IBANs and addresses replaced by <ENTITY>, when
+        this request redacts (counts go on the request for its audit record); else as they are."""
+        if not self._redacts():
+            return texts
+        from .governance.pii import PiiGuard, counts
+
+        guard = PiiGuard(self.settings.pii_entities or None, self.settings.pii_threshold)
+        out, found = [], []
+        for text in texts:
+            redacted, findings = guard.redact(text)
+            out.append(redacted)
+            found.extend(findings)
+        usage = current()
+        if usage is not None and found:
+            with usage.lock:
+                for entity, n in counts(found).items():
+                    usage.pii_found[entity] = usage.pii_found.get(entity, 0) + n
+        return out
 
     # -- content policy (governance/policy.py) ---------------------------------------------------
     def _screen(self, texts: str | list[str], stage: str, source: str, param: str | None = None) -> None:

@@ -35,6 +35,7 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     # Constrained output: {"type": "json_object"} or {"type": "json_schema", "schema": {...}}
     response_format: dict[str, Any] | None = None
+    watermark: bool = False  # bias sampling toward a keyed green list (governance/textmark.py)
 
 
 @dataclass

@@ -60,3 +60,31 @@ def test_speech_and_video_carry_manifests(tmp_path: Path, monkeypatch: pytest.Mo
     assert report["watermark"] is None  # only images carry the pixel watermark
     unsigned = load_settings(home=tmp_path / "other", provenance=False)
     assert Service(unsigned).label(b"RIFF....WAVE", "audio/wav", "x") == b"RIFF....WAVE"  # the setting turns it off
+
+
+@pytest.mark.slow
+def test_watermarked_text_from_the_server_verifies_by_cli_and_api(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A completion asked with watermark=true carries the green-list mark; `omniforge verify` and
+    POST /v1/verify find it (z >= 4) with the vocabulary only, and not in an unmarked one."""
+    from fastapi.testclient import TestClient
+
+    from omniforge.server import create_app
+
+    monkeypatch.setenv("OMNIFORGE_TEXTMARK_KEY", "provenance-paths-test")  # fixed key: a repeatable outcome
+    service = Service(load_settings(threads=1))
+    with TestClient(create_app(service), raise_server_exceptions=False) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=http, max_retries=0)
+        replies = {marked: client.completions.create(
+            model="gemma-3-270m", prompt="The history of the bicycle began in", max_tokens=120, temperature=0.8,
+            seed=7, extra_body={"watermark": marked}).choices[0].text for marked in (True, False)}
+        api = http.post("/v1/verify", files={"file": ("reply.txt", replies[True].encode(), "text/plain")}).json()
+    service.close()
+    assert api["text_watermark"]["watermarked"] and api["model"] == "gemma-3-270m", api
+    for marked, text in replies.items():
+        f = tmp_path / f"reply-{marked}.txt"
+        f.write_text(text)
+        result = CliRunner().invoke(app, ["verify", str(f)])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("text watermark: found" if marked else "text watermark: not found"), \
+            (result.output, text)

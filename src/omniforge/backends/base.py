@@ -74,6 +74,7 @@ class TextModel(ModelInstance):
     modality = "text"
     supports_fim: bool = False  # fill-in-the-middle (completions `suffix`); may depend on the weights
     supports_grammar: ClassVar[bool] = False  # response_format enforced by grammar
+    supports_watermark: ClassVar[bool] = False  # honours GenerationParams.watermark (governance/textmark.py)
     # Takes Message.images itself (a vision-language model). Otherwise the service has a vision
     # model analyse each image and hands the LLM what it found, as text.
     accepts_images: bool = False

@@ -1,9 +1,10 @@
 """The llama.cpp text backend: GGUF models through llama-cpp-python, streamed token by token.
 
 It owns prompt rendering (the GGUF's Jinja chat template, or a plain dialogue for base models),
-sampling options, stop sequences, JSON grammars for `response_format`, fill-in-the-middle and
-the context-window check. It knows nothing about HTTP, queues or which model a request wants:
-the runtime hands it one request at a time (concurrency = 1).
+sampling options, stop sequences, JSON grammars for `response_format`, fill-in-the-middle, the
+green-list text watermark (governance/textmark.py) and the context-window check. It knows nothing
+about HTTP, queues or which model a request wants: the runtime hands it one request at a time
+(concurrency = 1).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
     from ..catalog.spec import ModelSpec
     from ..config import Settings
+    from ..governance.textmark import Detection, TextWatermark
 
-__all__ = ["DEFAULT_MAX_CONTEXT", "PLAIN_DIALOGUE_PREAMBLE", "LlamaCppModel", "load"]
+__all__ = ["DEFAULT_MAX_CONTEXT", "PLAIN_DIALOGUE_PREAMBLE", "LlamaCppModel", "detect_text", "load"]
 
 DEFAULT_MAX_CONTEXT = 8192  # n_ctx when the spec gives none: the trained context, capped here
 # A base model answers best when the dialogue opens with a description and two short example
@@ -72,7 +74,34 @@ def load(spec: ModelSpec, settings: Settings) -> LlamaCppModel:
     n_ctx = context_size(spec, path)
     if spec.options.get("prompt_cache", "auto") not in _PROMPT_CACHE_MODES:
         raise ModelLoadError(f"model {spec.id}: option prompt_cache must be one of {', '.join(_PROMPT_CACHE_MODES)}")
-    return LlamaCppModel(spec, open_llama(llama_cpp, spec, path, n_ctx, settings), path)
+    return LlamaCppModel(spec, open_llama(llama_cpp, spec, path, n_ctx, settings), path, settings)
+
+
+def detect_text(text: str, spec: ModelSpec, settings: Settings, textmark: TextWatermark | None = None) -> Detection:
+    """Whether `text` carries the text watermark of `spec`'s vocabulary, without loading the
+    weights: only the GGUF's vocabulary is read (~1.2 s for gemma-3's 262k tokens). The key is
+    the installation's (TextWatermark.from_settings) unless `textmark` is given."""
+    from ..governance.textmark import TextWatermark
+
+    try:
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+    except ImportError as exc:
+        raise MissingDependencyError(f"model {spec.id} needs llama.cpp: pip install llama-cpp-python") from exc
+    path = Path(spec.local_path(settings.cache_dir))
+    if not path.is_file():
+        raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
+    mark = textmark if textmark is not None else TextWatermark.from_settings(settings)
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        vocab = LlamaModel(path_model=str(path), params=params, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelLoadError(f"model {spec.id}: llama.cpp could not read the vocabulary of {path}: {exc}") from exc
+    try:
+        return mark.detect(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    finally:
+        vocab.close()
 
 
 def context_size(spec: ModelSpec, path: Path) -> int:
@@ -153,8 +182,9 @@ class LlamaCppModel(TextModel):
     stream its previous caller left open, so the KV cache never has two writers."""
 
     supports_grammar = True
+    supports_watermark = True  # GenerationParams.watermark: green-list bias, see governance/textmark.py
 
-    def __init__(self, spec: ModelSpec, llm: llama_cpp.Llama, path: Path) -> None:
+    def __init__(self, spec: ModelSpec, llm: llama_cpp.Llama, path: Path, settings: Settings | None = None) -> None:
         super().__init__(spec)
         import llama_cpp
 
@@ -201,6 +231,8 @@ class LlamaCppModel(TextModel):
         )
         self._active: weakref.ref[Iterator[TextDelta]] | None = None
         self._last_dialogue: str | None = None  # the last plain-dialogue prompt chat_prompt rendered
+        self._settings = settings  # where the watermark key lives, read on the first marked request
+        self._textmark: TextWatermark | None = None
 
     # -- TextModel ---------------------------------------------------------------------------
     @property
@@ -233,6 +265,8 @@ class LlamaCppModel(TextModel):
                  images: list[Any] | None = None) -> Iterator[TextDelta]:
         """Validate and tokenize now, so every error raises here before any token; then stream."""
         _check_params(params)
+        if params.watermark:
+            _ = self.textmark  # a missing or unreadable key fails here, before any token
         gbnf = self._grammar(params.response_format)
         tokens = self._fim_prompt(prompt, suffix) if suffix is not None else self.tokenize(prompt)
         if not tokens:
@@ -261,6 +295,29 @@ class LlamaCppModel(TextModel):
     def memory_bytes(self) -> int:
         """GGUF file size plus an f16 KV cache for the whole context."""
         return self._memory
+
+    # -- text watermark ------------------------------------------------------------------------
+    @property
+    def textmark(self) -> TextWatermark:
+        """The watermark that `watermark=True` requests carry: the one set here, else the
+        installation's key (settings textmark_key or <home>/provenance/textmark.key)."""
+        if self._textmark is None:
+            if self._settings is None:
+                raise OmniforgeError(
+                    f"model {self.spec.id} has no text watermark key: load it with settings, or set model.textmark"
+                )
+            from ..governance.textmark import TextWatermark
+
+            self._textmark = TextWatermark.from_settings(self._settings)
+        return self._textmark
+
+    @textmark.setter
+    def textmark(self, mark: TextWatermark) -> None:
+        self._textmark = mark
+
+    def detect_watermark(self, text: str) -> Detection:
+        """The watermark detector on `text`, tokenized by this model (no BOS, no special tokens)."""
+        return self.textmark.detect(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
@@ -294,11 +351,15 @@ class LlamaCppModel(TextModel):
         finish = "length"
         pending = ""  # decoded text held back: it may be the start of a stop sequence
         lead = trim  # still dropping leading whitespace
+        mark = self._textmark if params.watermark else None
+        prev = tokens[-1]  # the watermark's green list is seeded by the token before
         try:
             # 2. Prompt: evaluate what the KV cache does not already hold (see _reuse_cache).
             self._prefill(llm, tokens, reuse=self._reuse_cache(params))
             # 3. Sample, emit, evaluate: one token per turn, no re-detokenizing.
             while True:
+                if mark is not None:
+                    mark.bias(self._logits(), prev)  # in place: the samplers and _constrain read it
                 token = lib.llama_sampler_sample(chain.sampler, ctx, -1)
                 if grammar is not None:
                     token = self._constrain(grammar, chain, token)
@@ -333,6 +394,7 @@ class LlamaCppModel(TextModel):
                             yield TextDelta(out)
                 if n_completion >= budget:
                     break
+                prev = token
                 llm.eval((token,))
         finally:
             # Also on an early close: the cache holds exactly llm.n_tokens evaluated tokens.
@@ -413,14 +475,17 @@ class LlamaCppModel(TextModel):
 
             self._candidates = LlamaTokenDataArray(n_vocab=self._n_vocab)
         cand = self._candidates
-        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx.ctx, -1), shape=(self._n_vocab,))
-        cand.copy_logits(logits)
+        cand.copy_logits(self._logits())
         array = cand.candidates
         array.data = cand.candidates_data.ctypes.data_as(lib.llama_token_data_p)  # samplers may move it
         array.selected = -1
         lib.llama_sampler_apply(grammar, ctypes.byref(array))
         lib.llama_sampler_apply(chain.sampler, ctypes.byref(array))
         return int(array.data[array.selected].id)
+
+    def _logits(self) -> np.ndarray:
+        """The last evaluated token's logits, a writable view of llama.cpp's buffer."""
+        return np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx.ctx, -1), shape=(self._n_vocab,))
 
     def _piece(self, token: int) -> bytes:
         """The bytes of one token, cached; special tokens render as nothing."""

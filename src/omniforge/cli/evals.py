@@ -1,4 +1,4 @@
-"""`omniforge eval humaneval|transcription|retrieval`: models and recipes measured on real data (pass@1, WER, recall@k)."""
+"""`omniforge eval humaneval|transcription|retrieval|pii`: models, recipes and the PII guard measured (pass@1, WER, recall@k, PII recall/precision)."""
 
 from __future__ import annotations
 
@@ -109,13 +109,37 @@ def retrieval(
     typer.echo(summary(report))
 
 
+def pii(
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option(help="Labelled texts to build (names, emails, phones, cards, IBANs, addresses, "
+                                   "and look-alikes).")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the labelled set.")] = 0,
+    threshold: Annotated[float | None, typer.Option(help="Score threshold (default: the pii_threshold setting).",
+                                                    show_default=False)] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report (missed and false examples) as JSON here.",
+                                  show_default=False)
+    ] = None,
+) -> None:
+    """Print PII redaction recall, precision and F1 per entity on a labelled set built from Faker locales
+    (names from locales outside the detector's name lists reported apart)."""
+    from ..evals.pii import run_pii_eval, table
+
+    settings = state(ctx).settings()
+    result = run_pii_eval(n, seed, threshold=settings.pii_threshold if threshold is None else threshold,
+                          entities=settings.pii_entities or None)
+    _report(ctx, result, json_path)
+    typer.echo(table(result))
+
+
 def register(eval_app: typer.Typer) -> None:
-    """Add `humaneval`, `transcription` and `retrieval` to an existing `omniforge eval` app."""
+    """Add `humaneval`, `transcription`, `retrieval` and `pii` to an existing `omniforge eval` app."""
     eval_app.command("humaneval")(humaneval)
     eval_app.command("transcription")(transcription)
     eval_app.command("retrieval")(retrieval)
+    eval_app.command("pii")(pii)
 
 
 register(app)
 
-__all__ = ["app", "humaneval", "register", "retrieval", "transcription"]
+__all__ = ["app", "humaneval", "pii", "register", "retrieval", "transcription"]

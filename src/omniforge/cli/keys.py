@@ -21,7 +21,7 @@ def _store(ctx: typer.Context) -> KeyStore:
 
 def _row(r: KeyRecord) -> str:
     created = dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")
-    limits = f"rpm={r.rpm or '-'} tpm={r.tpm or '-'}"
+    limits = f"rpm={r.rpm or '-'} tpm={r.tpm or '-'}" + (f" pii={r.pii}" if r.pii else "")
     status = "revoked" if r.revoked else "active"
     return (f"{r.id}  {r.name:<16} {r.display:<10} {status:<8} {created}  models={','.join(r.models)} "
             f"modalities={','.join(r.modalities)} endpoints={','.join(r.endpoints)} {limits}")
@@ -36,11 +36,14 @@ def create(
     endpoints: Annotated[str, typer.Option(help="Comma-separated path prefixes (/v1/chat), or '*'.")] = "*",
     rpm: Annotated[int, typer.Option(help="Requests per minute (0 = unlimited).")] = 0,
     tpm: Annotated[int, typer.Option(help="Tokens per minute (0 = unlimited).")] = 0,
+    pii: Annotated[str, typer.Option(help="redact: personal data is redacted from this key's prompts before the "
+                                     "model; off: never; default: the pii_redact_model setting.")] = "",
 ) -> None:
     """Create a key and print its secret: it is stored only as a hash, so copy it now."""
     store = _store(ctx)
     try:
-        secret, record = store.create(name, models=models, modalities=modalities, endpoints=endpoints, rpm=rpm, tpm=tpm)
+        secret, record = store.create(name, models=models, modalities=modalities, endpoints=endpoints, rpm=rpm, tpm=tpm,
+                                      pii=pii)
     finally:
         store.close()
     write_out(secret + "\n")

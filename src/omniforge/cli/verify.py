@@ -12,6 +12,11 @@ from .state import state, write_out
 
 
 def _lines(report: dict[str, Any]) -> list[str]:
+    if "text_watermark" in report:
+        d = report["text_watermark"]
+        return [f"text watermark: {'found' if d['watermarked'] else 'not found'} (z {d['z']:.2f}, "
+                f"{d['green']}/{d['scored']} tokens green, p {d['p_value']:.2g}; model {report['model']}, "
+                f"key {report['key_id']})"]
     if not report["manifest"]:
         lines = ["manifest: none"]
     else:
@@ -35,13 +40,33 @@ def _lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _as_text(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def verify(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The image, audio or video file to check.", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="The image, audio, video or text file to check.", show_default=False)],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="For a text file: the model whose vocabulary "
+                                              "the watermark used (default: the default chat model).",
+                                              show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check a file's provenance: its signed C2PA manifest and, for images, the invisible watermark."""
+    """Check a file's provenance: its signed C2PA manifest and, for images, the invisible watermark; for a
+    text file, the statistical text watermark (z-score)."""
+    from ..governance.provenance import sniff_media_type
     from ..governance.provenance import verify as verify_bytes
 
-    report = verify_bytes(file.read_bytes(), settings=state(ctx).settings())
+    data = file.read_bytes()
+    text = _as_text(data) if sniff_media_type(data) is None else None
+    if text is not None:
+        from ..governance.textmark import verify_text
+
+        service = state(ctx).service
+        report = verify_text(text, service.catalog.resolve(model, "text"), service.settings)
+    else:
+        report = verify_bytes(data, settings=state(ctx).settings())
     write_out(json.dumps(report, indent=2) + "\n" if as_json else "\n".join(_lines(report)) + "\n")

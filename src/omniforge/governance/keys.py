@@ -15,6 +15,7 @@ the meter calls `check_lease` for models, modalities and tokens per minute.
 from __future__ import annotations
 
 import collections
+import contextlib
 import fnmatch
 import hashlib
 import hmac
@@ -35,6 +36,7 @@ SECRET_CHARS = 32
 MODALITIES = ("text", "speech", "transcription", "embedding", "image", "video", "vision")
 WINDOW_S = 60.0
 ANY = ("*",)
+PII_MODES = ("", "redact", "off")  # per key: the setting decides, always redact before the model, never
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS keys (
     modalities TEXT NOT NULL,
     endpoints TEXT NOT NULL,
     rpm INTEGER NOT NULL DEFAULT 0,
-    tpm INTEGER NOT NULL DEFAULT 0
+    tpm INTEGER NOT NULL DEFAULT 0,
+    pii TEXT NOT NULL DEFAULT ''
 )
 """
 
@@ -83,6 +86,7 @@ class KeyRecord:
     endpoints: tuple[str, ...] = ANY
     rpm: int = 0  # requests per minute, 0 = unlimited
     tpm: int = 0  # tokens per minute, 0 = unlimited
+    pii: str = ""  # "redact": personal data redacted before the model; "off": never; "": the setting decides
     source: str = "store"  # "store" or "settings" (settings.api_keys: every scope)
 
     @property
@@ -150,6 +154,10 @@ class KeyStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "pii" not in columns:  # a keys.db from before per-key PII modes
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                self._db.execute("ALTER TABLE keys ADD COLUMN pii TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -161,15 +169,15 @@ class KeyStore:
 
     @staticmethod
     def _record(row: Sequence[Any]) -> KeyRecord:
-        id_, name, last4, created, revoked, models, modalities, endpoints, rpm, tpm = row
+        id_, name, last4, created, revoked, models, modalities, endpoints, rpm, tpm, pii = row
         return KeyRecord(id_, name, last4, created, bool(revoked), tuple(json.loads(models)),
-                         tuple(json.loads(modalities)), tuple(json.loads(endpoints)), rpm, tpm)
+                         tuple(json.loads(modalities)), tuple(json.loads(endpoints)), rpm, tpm, pii or "")
 
-    _COLUMNS = "id, name, last4, created, revoked, models, modalities, endpoints, rpm, tpm"
+    _COLUMNS = "id, name, last4, created, revoked, models, modalities, endpoints, rpm, tpm, pii"
 
     def create(self, name: str, *, models: Iterable[str] | str | None = None,
                modalities: Iterable[str] | str | None = None, endpoints: Iterable[str] | str | None = None,
-               rpm: int = 0, tpm: int = 0) -> tuple[str, KeyRecord]:
+               rpm: int = 0, tpm: int = 0, pii: str = "") -> tuple[str, KeyRecord]:
         """A new key: (its secret, shown only now; its record)."""
         name = (name or "").strip()
         if not name:
@@ -177,18 +185,21 @@ class KeyStore:
         scopes = (_scope_list(models, "models"), _scope_list(modalities, "modalities", MODALITIES),
                   _scope_list(endpoints, "endpoints"))
         rpm, tpm = _limit(rpm, "rpm"), _limit(tpm, "tpm")
+        if pii not in PII_MODES:
+            raise InvalidRequestError(f"pii must be redact or off (or empty for the server's setting), not {pii!r}",
+                                      param="pii")
         if self._rows("SELECT 1 FROM keys WHERE name = ? AND revoked = 0", (name,)):
             raise InvalidRequestError(f"an active key is already named {name!r}: revoke it or choose another name",
                                       param="name")
         secret = KEY_PREFIX + secrets.token_urlsafe(SECRET_CHARS)[:SECRET_CHARS]
         digest = hash_secret(secret)
-        record = KeyRecord(id_of_hash(digest), name, secret[-4:], time.time(), False, *scopes, rpm, tpm)
+        record = KeyRecord(id_of_hash(digest), name, secret[-4:], time.time(), False, *scopes, rpm, tpm, pii)
         with self._lock:
             self._db.execute(
-                "INSERT INTO keys (id, hash, name, last4, created, revoked, models, modalities, endpoints, rpm, tpm) "
-                "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+                "INSERT INTO keys (id, hash, name, last4, created, revoked, models, modalities, endpoints, rpm, tpm, "
+                "pii) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                 (record.id, digest, name, record.last4, record.created, json.dumps(record.models),
-                 json.dumps(record.modalities), json.dumps(record.endpoints), rpm, tpm))
+                 json.dumps(record.modalities), json.dumps(record.endpoints), rpm, tpm, pii))
         return secret, record
 
     def list(self, include_revoked: bool = True) -> list[KeyRecord]:

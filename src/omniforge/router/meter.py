@@ -52,6 +52,8 @@ class RequestUsage:
     models: dict[str, ModelUse] = field(default_factory=dict)
     record: KeyRecord | None = None  # the API key's scopes and limits (server requests with a key)
     policy: list[dict] = field(default_factory=list)  # content policy verdicts (governance/policy.py)
+    pii: str = ""  # the x-omniforge-pii header: "redact" or "off" before the model; "" the key or setting decides
+    pii_found: dict[str, int] = field(default_factory=dict)  # entities redacted from prompts, for the audit record
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tokens(self) -> tuple[int, int]:

@@ -4,7 +4,8 @@ A pure ASGI middleware that must sit *inside* Metering (added to the app before 
 request's usage (router.meter.current()) is the one Metering opened. It hashes the request body
 as received and the response body as sent (streams included) incrementally, keeps only the small
 top-level scalar parameters of JSON requests (model, temperature, max_tokens, size, voice ...;
-never messages, input or prompt text), and appends the record just before the response's last
+never messages, input or prompt text; with pii_redact_audit, personal data in them and in the error
+text is redacted and counted under "pii"), and appends the record just before the response's last
 body message goes out (so no client sees a complete response that has no record), or when the
 request failed or the client went away. Model digests and the append (an fsync) run in a worker
 thread; the first request to a model hashes its weights once (cached by path, mtime and size).
@@ -262,7 +263,24 @@ class Auditing:
             tokens_in, tokens_out = usage.tokens()
             cost.update(input_tokens=tokens_in, output_tokens=tokens_out)
         record["cost"] = cost
+        record["pii"] = dict(usage.pii_found) if usage else {}  # what was redacted from prompts before the model
+        if self.settings.pii_redact_audit:
+            self._redact(record)
         self.log.append(record)
+
+    def _redact(self, record: dict[str, Any]) -> None:
+        """Personal data out of the strings the record keeps (parameters such as `user`, the error
+        text, which may quote the request); the entities found are counted under "pii"."""
+        from ..governance.pii import PiiGuard, counts
+
+        guard = PiiGuard(self.settings.pii_entities or None, self.settings.pii_threshold)
+        # Every string but the model name: a client may put anything in voice, user or language.
+        record["params"], found = guard.redact_value(record["params"], skip_keys=frozenset({"model"}))
+        if record.get("error"):
+            record["error"], in_error = guard.redact(record["error"])
+            found += in_error
+        for entity, n in counts(found).items():
+            record["pii"][entity] = record["pii"].get(entity, 0) + n
 
 
 def _digest(spec: Any, settings: Settings) -> str | None:

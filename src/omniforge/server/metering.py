@@ -3,7 +3,8 @@
 A pure ASGI middleware inside the API-key check: it opens the request's usage in the Service's
 meter (current for every thread the request runs in), adds `x-omniforge-cost` (usd, compute
 seconds, energy) to responses whose model work is finished when they start (not to streams: their
-last usage chunk carries it), and settles the request once its response is sent or it fails.
+last usage chunk carries it), and settles the request once its response is sent or it fails. It
+also reads the request's PII mode (`x-omniforge-pii: redact|off`) onto the usage.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import InvalidRequestError
+from ..governance.keys import PII_MODES
 from ..router.meter import current
+from .errors import error_response
 
 if TYPE_CHECKING:
     from ..router.meter import Meter
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
 COST_HEADER = "x-omniforge-cost"
 ROUTE_HEADER = "x-omniforge-route"  # model "auto": what the router chose and why
 PROJECT_HEADERS = (b"openai-project", b"x-omniforge-project")
+PII_HEADER = "x-omniforge-pii"  # per request: redact (personal data out of prompts before the model) or off
 UNMETERED = ("/v1/usage", "/v1/models", "/health", "/metrics", "/docs", "/openapi.json")
 
 
@@ -36,8 +41,14 @@ class Metering:
         headers = dict(scope.get("headers", ()))
         project = next((headers[h].decode("latin-1").strip() for h in PROJECT_HEADERS if headers.get(h)), None)
         state = scope.get("state") or {}
+        pii = headers.get(PII_HEADER.encode(), b"").decode("latin-1").strip().lower()
+        if pii not in PII_MODES:
+            err = InvalidRequestError(f"header {PII_HEADER} must be redact or off, not {pii!r}", param=PII_HEADER)
+            await error_response(err)(scope, receive, send)
+            return
         usage, token = self.meter.begin(state.get("api_key"), project or None, f"{scope.get('method', 'WS')} {path}",
                                         record=state.get("key_record"))
+        usage.pii = pii
 
         async def metered_send(message: Message) -> None:
             if message["type"] == "http.response.start" and usage.reserved and usage.active == 0:

@@ -103,6 +103,7 @@ class ChatCompletionRequest(RequestModel):
     metadata: dict[str, str] | None = None  # model "auto": language, quality, task for the router
     modalities: list[str] | None = None
     audio: AudioOutput | None = None
+    watermark: bool | None = None  # omniforge: green-list text watermark (extra_body={"watermark": True})
 
 
 class AssistantMessage(ResponseModel):
@@ -150,6 +151,7 @@ class CompletionRequest(RequestModel):
     top_p: float | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None  # model "auto": language, quality, task for the router
+    watermark: bool | None = None  # omniforge: green-list text watermark (extra_body={"watermark": True})
 
 
 class CompletionChoice(ResponseModel):

@@ -25,9 +25,11 @@ def params(
     seed: int | None,
     stop: str | list[str] | None,
     response_format: dict[str, Any] | None = None,
+    watermark: bool | None = None,
 ) -> GenerationParams:
     """GenerationParams from the fields a client set; omniforge's defaults for the rest."""
-    p = GenerationParams(max_tokens=max_tokens, seed=seed, stop=stops(stop), response_format=response_format)
+    p = GenerationParams(max_tokens=max_tokens, seed=seed, stop=stops(stop), response_format=response_format,
+                         watermark=bool(watermark))
     if temperature is not None:
         p.temperature = temperature
     if top_p is not None:

@@ -178,7 +178,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     p = params(
         max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop,
-        response_format=_response_format(body.response_format),
+        response_format=_response_format(body.response_format), watermark=body.watermark,
     )
     if service.routes(body.model, "text"):  # the router picks, and falls back to the next candidate on overload
         decision = await blocking(service.router.route, request_from_chat(body.model_dump(exclude_none=True)))

@@ -91,7 +91,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     if len(prompts) * n > MAX_CHOICES:
         raise InvalidRequestError(f"prompts times n must be at most {MAX_CHOICES}", param="prompt")
     p = params(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed,
-               stop=body.stop)
+               stop=body.stop, watermark=body.watermark)
     spec = await blocking(service.pick, body.model, "text")
     headers = served_by(request, spec)
     first = await blocking(service.stream_complete, prompts[0], spec.id, p, n, body.suffix)
