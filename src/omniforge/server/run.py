@@ -34,7 +34,9 @@ def _banner(settings: Settings, service: Service) -> str:
     lines.append("  models:")
     for spec in service.models():
         aliases = f"  aliases: {', '.join(spec.aliases)}" if spec.aliases else ""
-        lines.append(f"    {spec.id:<22} {spec.modality:<14} {spec.license}{aliases}")
+        refused = "" if spec.accepted(settings.accept_licenses) else \
+            f"  (not served: accept its terms with accept_licenses={spec.terms})"
+        lines.append(f"    {spec.id:<22} {spec.modality:<14} {spec.license}{aliases}{refused}")
     defaults = (f"chat={settings.default_chat_model} speech={settings.default_speech_model} "
                 f"transcription={settings.default_transcription_model} "
                 f"embedding={settings.default_embedding_model} image={settings.default_image_model} "
