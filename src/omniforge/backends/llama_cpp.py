@@ -63,18 +63,23 @@ _PROMPT_CACHE_MODES = ("auto", "always", "never")  # spec option prompt_cache, s
 def load(spec: ModelSpec, settings: Settings) -> LlamaCppModel:
     """Load a GGUF file with llama.cpp; n_ctx from spec.options["n_ctx"] or the trained context
     capped at DEFAULT_MAX_CONTEXT."""
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise MissingDependencyError(f"model {spec.id} needs llama.cpp: pip install llama-cpp-python") from exc
-
-    path = Path(spec.local_path(settings.cache_dir))
-    if not path.is_file():
-        raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
+    llama_cpp, path = gguf(spec, settings)
     n_ctx = context_size(spec, path)
     if spec.options.get("prompt_cache", "auto") not in _PROMPT_CACHE_MODES:
         raise ModelLoadError(f"model {spec.id}: option prompt_cache must be one of {', '.join(_PROMPT_CACHE_MODES)}")
     return LlamaCppModel(spec, open_llama(llama_cpp, spec, path, n_ctx, settings), path, settings)
+
+
+def gguf(spec: ModelSpec, settings: Settings) -> tuple[Any, Path]:
+    """llama_cpp (imported) and the spec's GGUF file, or a clear error for either."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise MissingDependencyError(f"model {spec.id} needs llama.cpp: pip install llama-cpp-python") from exc
+    path = Path(spec.local_path(settings.cache_dir))
+    if not path.is_file():
+        raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
+    return llama_cpp, path
 
 
 def detect_text(text: str, spec: ModelSpec, settings: Settings, textmark: TextWatermark | None = None) -> Detection:
@@ -83,14 +88,9 @@ def detect_text(text: str, spec: ModelSpec, settings: Settings, textmark: TextWa
     the installation's (TextWatermark.from_settings) unless `textmark` is given."""
     from ..governance.textmark import TextWatermark
 
-    try:
-        import llama_cpp
-        from llama_cpp._internals import LlamaModel
-    except ImportError as exc:
-        raise MissingDependencyError(f"model {spec.id} needs llama.cpp: pip install llama-cpp-python") from exc
-    path = Path(spec.local_path(settings.cache_dir))
-    if not path.is_file():
-        raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
+    llama_cpp, path = gguf(spec, settings)
+    from llama_cpp._internals import LlamaModel
+
     mark = textmark if textmark is not None else TextWatermark.from_settings(settings)
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True

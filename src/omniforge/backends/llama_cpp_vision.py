@@ -25,7 +25,7 @@ from ..errors import (
     OmniforgeError,
 )
 from ..types import GenerationParams, Message, TextDelta
-from .llama_cpp import LlamaCppModel, _check_params, context_size, open_llama
+from .llama_cpp import LlamaCppModel, _check_params, context_size, gguf, open_llama
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,16 +58,10 @@ DEFAULT_CHAT_HANDLER = "llava-1.5"
 def load(spec: ModelSpec, settings: Settings) -> LlamaCppVision:
     """Check the GGUF, the mmproj option and the handler name before loading anything, then load
     the language model and start libmtmd on the projector."""
-    try:
-        import llama_cpp
-        from llama_cpp import llama_chat_format
-    except ImportError as exc:
-        raise MissingDependencyError(f"model {spec.id} needs llama.cpp: pip install llama-cpp-python") from exc
-
     # 1. Files and options, cheapest checks first.
-    path = Path(spec.local_path(settings.cache_dir))
-    if not path.is_file():
-        raise ModelLoadError(f"model {spec.id}: GGUF file not found at {path}")
+    llama_cpp, path = gguf(spec, settings)
+    from llama_cpp import llama_chat_format
+
     mmproj = _mmproj_path(spec, path)
     handler_cls = _handler_class(spec, llama_chat_format)
     n_ctx = context_size(spec, path)

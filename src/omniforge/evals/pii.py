@@ -111,18 +111,10 @@ class _Values:
 
 
 # -- look-alikes ----------------------------------------------------------------------------------
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
 def _not_luhn(rng: random.Random) -> str:
     while True:
         digits = rng.choice("3456") + "".join(rng.choice("0123456789") for _ in range(15))
-        if not _luhn_ok(digits):
+        if not pii.luhn(digits):
             return " ".join(digits[i:i + 4] for i in range(0, 16, 4)) if rng.random() < 0.5 else digits
 
 

@@ -292,10 +292,11 @@ def _short_card_spans(text: str) -> list[tuple[int, int, float]]:
     """12-digit Maestro numbers, which presidio's pattern (13-19 digits) skips: Luhn-valid and after "card"."""
     cue = _compiled("card-cue", _CARD_CUE)
     return [(m.start(), m.end(), 0.8) for m in _compiled("short-card", _SHORT_CARD).finditer(text)
-            if _luhn(m.group()) and cue.search(text, max(0, m.start() - 40), m.start())]
+            if luhn(m.group()) and cue.search(text, max(0, m.start() - 40), m.start())]
 
 
-def _luhn(digits: str) -> bool:
+def luhn(digits: str) -> bool:
+    """The Luhn checksum every card number passes."""
     total = 0
     for i, c in enumerate(reversed(digits)):
         d = int(c) * (2 if i % 2 else 1)

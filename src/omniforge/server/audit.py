@@ -163,8 +163,7 @@ class Auditing:
         try:
             await self.app(scope, audited_receive, audited_send)
         except BaseException as exc:
-            failure = "client disconnected" if isinstance(exc, anyio.get_cancelled_exc_class()) else \
-                f"{type(exc).__name__}: {str(exc)[:300]}"
+            failure = _failure(exc)
             raise
         finally:
             await record(failure)
@@ -205,8 +204,7 @@ class Auditing:
         try:
             await self.app(scope, audited_receive, audited_send)
         except BaseException as exc:
-            failure = "client disconnected" if isinstance(exc, anyio.get_cancelled_exc_class()) else \
-                f"{type(exc).__name__}: {str(exc)[:300]}"
+            failure = _failure(exc)
             raise
         finally:
             exchange.finished = True
@@ -288,6 +286,13 @@ def _digest(spec: Any, settings: Settings) -> str | None:
         return model_digest(spec, settings.cache_dir, settings.home / "audit" / "digests.json")
     except Exception as exc:  # noqa: BLE001 - weights moved or unreadable: say so rather than lose the record
         return f"unavailable: {type(exc).__name__}"
+
+
+def _failure(exc: BaseException) -> str:
+    """How a request that raised ends up in its record."""
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "client disconnected"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 def refusal(scope: Scope, status: int, error: str, token: str | None) -> dict[str, Any]:
