@@ -13,6 +13,8 @@ SHARED_CACHE = Path(os.environ.get("OMNIFORGE_TEST_CACHE", "/tmp/omniforge-test-
 
 
 ACCEPTED = "gemma"  # the suite accepts the Gemma terms, as `make run` does (tests of the refusal unset it)
+# For the whole process, so module-scoped fixtures (made before any test's own fixtures) accept them too.
+os.environ["OMNIFORGE_ACCEPT_LICENSES"] = ACCEPTED
 
 
 def make_home(root: Path) -> Path:
@@ -30,9 +32,8 @@ def make_home(root: Path) -> Path:
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test reads or writes the user's ~/.omniforge or their OMNIFORGE_* settings."""
     for key in list(os.environ):
-        if key.startswith("OMNIFORGE_") and key != "OMNIFORGE_TEST_CACHE":
+        if key.startswith("OMNIFORGE_") and key not in ("OMNIFORGE_TEST_CACHE", "OMNIFORGE_ACCEPT_LICENSES"):
             monkeypatch.delenv(key)
     home = make_home(tmp_path)
     monkeypatch.setenv("OMNIFORGE_HOME", str(home))
-    monkeypatch.setenv("OMNIFORGE_ACCEPT_LICENSES", ACCEPTED)
     return home
