@@ -14,7 +14,7 @@ from ..router.advisor import advise as advise_use_case
 from .state import read_stdin_text, state, write_out
 
 
-def _from_file(path: Path) -> dict:
+def read_use_case(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.expanduser().read_text())
     except yaml.YAMLError as exc:
@@ -41,7 +41,7 @@ def advise(
     """Advise on a use case: models, recipes, monthly cost from measured profiles, latency, effort, AI Act tier."""
     if use_case and yaml_file:
         raise InvalidRequestError("give the use case in words or --file, not both", param="file")
-    subject: str | dict | None = _from_file(yaml_file) if yaml_file else use_case
+    subject: str | dict | None = read_use_case(yaml_file) if yaml_file else use_case
     if subject is None:
         subject = (read_stdin_text() or "").strip() or None
     if not subject:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..governance.register import build_register, slug, write_register
-from .advise import _from_file
+from .advise import read_use_case
 from .state import state
 
 app = typer.Typer(help="EU AI Act risk assessment of a use case, written as a risk register.", no_args_is_help=True)
@@ -26,7 +26,7 @@ def assess(
 ) -> None:
     """Classify a use case under the EU AI Act, list its obligations and which omniforge controls meet each,
     and write the risk register (Markdown and JSON)."""
-    register = build_register(state(ctx).service, _from_file(use_case))
+    register = build_register(state(ctx).service, read_use_case(use_case))
     md, js = write_register(register, out, f"risk-register-{slug(register.use_case['name'] or use_case.stem)}")
     if as_json:
         typer.echo(json.dumps(register.to_dict(), indent=1))

@@ -40,13 +40,6 @@ def _lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _as_text(data: bytes) -> str | None:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 def verify(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The image, audio, video or text file to check.", show_default=False)],
@@ -57,14 +50,12 @@ def verify(
 ) -> None:
     """Check a file's provenance: its signed C2PA manifest and, for images, the invisible watermark; for a
     text file, the statistical text watermark (z-score)."""
-    from ..governance.provenance import sniff_media_type
     from ..governance.provenance import verify as verify_bytes
+    from ..governance.textmark import as_text, verify_text
 
     data = file.read_bytes()
-    text = _as_text(data) if sniff_media_type(data) is None else None
+    text = as_text(data)
     if text is not None:
-        from ..governance.textmark import verify_text
-
         service = state(ctx).service
         report = verify_text(text, service.catalog.resolve(model, "text"), service.settings)
     else:

@@ -143,6 +143,18 @@ def _limit(value: int, param: str) -> int:
     return value
 
 
+def store_has_keys(home: str | Path, active_only: bool = True) -> bool:
+    """Whether <home>/keys.db holds keys (without creating it)."""
+    path = Path(home) / "keys.db"
+    if not path.exists():
+        return False
+    store = KeyStore(path)
+    try:
+        return store.has_keys(active_only=active_only)
+    finally:
+        store.close()
+
+
 class KeyStore:
     """API keys in SQLite (WAL). Thread-safe; every call reads the file, so a revocation made by
     `omniforge keys revoke` reaches a running server at its next request."""

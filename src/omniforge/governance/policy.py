@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -242,9 +241,6 @@ class OutputScreen:
                                      f"(rule {', '.join(blocked)})", param=self.param)
 
 
-_RECORD_LOCK = threading.Lock()
-
-
 def record(verdicts: list[Verdict]) -> None:
     """Put verdicts on the current request's usage (the audit record reads them there)."""
     from ..router.meter import current
@@ -253,7 +249,7 @@ def record(verdicts: list[Verdict]) -> None:
     for v in verdicts:
         log.info("content policy %s: rule %s on %s %s", v.action, v.rule, v.stage, v.source)
     if usage is not None:
-        with _RECORD_LOCK:
+        with usage.lock:
             usage.policy.extend(v.to_dict() for v in verdicts)
 
 

@@ -38,11 +38,9 @@ class Control:
 
 
 def _keys_on(settings: Any) -> tuple[bool, str]:
-    from .keys import KeyStore
+    from .keys import store_has_keys
 
-    path = settings.home / "keys.db"
-    stored = path.exists() and KeyStore(path).has_keys()
-    if settings.api_keys or stored:
+    if settings.api_keys or store_has_keys(settings.home, active_only=False):  # as the server's key check
         return True, "API keys required on every route"
     return False, "no API keys: anyone who can reach the port can call it (loopback only by default)"
 

@@ -40,7 +40,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_DELTA", "DEFAULT_GAMMA", "DEFAULT_THRESHOLD", "KEY_FILE", "Detection", "TextWatermark", "key_path", "load_key",
-    "verify_text",
+    "as_text", "verify_text",
 ]
 
 DEFAULT_GAMMA = 0.25  # green fraction of the vocabulary
@@ -234,6 +234,19 @@ def _create_key(path: Path) -> None:
             pass
     finally:
         os.unlink(tmp)
+
+
+def as_text(data: bytes, media_type: str | None = None) -> str | None:
+    """`data` as a text to check for the text watermark (a text/* type, or no type given and no
+    media file recognised, and valid UTF-8), else None: it goes to the provenance checks."""
+    from .provenance import sniff_media_type
+
+    if not ((media_type or "").startswith("text/") or (media_type is None and sniff_media_type(data) is None)):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def verify_text(text: str, spec: Any, settings: Any) -> dict[str, Any]:

@@ -142,12 +142,7 @@ class Auditing:
                 return
             appended = True
             entry = self._record(scope, headers, exchange, usage, started, time.perf_counter() - t0, failure)
-            with anyio.CancelScope(shield=True):  # a cancelled request is still recorded
-                try:
-                    await anyio.to_thread.run_sync(self._append, entry, usage)
-                except Exception:  # log it; never turn a served request into a 500
-                    log.exception("audit record for %s %s could not be appended", scope.get("method"),
-                                  scope.get("path"))
+            await append_shielded(self._append, entry, usage)
 
         async def audited_send(message: Message) -> None:
             exchange.sent(message)
@@ -213,11 +208,7 @@ class Auditing:
             entry["params"] = {**counts, "close_code": close_code}
             if entry["error"] is None and close_code not in (None, 1000, 1001):
                 entry["error"] = f"closed with code {close_code}"
-            with anyio.CancelScope(shield=True):
-                try:
-                    await anyio.to_thread.run_sync(self._append, entry, usage)
-                except Exception:
-                    log.exception("audit record for the session on %s could not be appended", scope.get("path"))
+            await append_shielded(self._append, entry, usage)
 
     def _record(self, scope: Scope, headers: dict[bytes, bytes], exchange: _Exchange, usage: RequestUsage | None,
                 started: float, seconds: float, failure: str | None) -> dict[str, Any]:
@@ -288,6 +279,16 @@ def _digest(spec: Any, settings: Settings) -> str | None:
         return f"unavailable: {type(exc).__name__}"
 
 
+async def append_shielded(append: Any, entry: dict[str, Any], *args: Any) -> None:
+    """append(entry, *args) in a worker thread, even when the request was cancelled; a failure is
+    logged, never turned into a 500 for a request that was served."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await anyio.to_thread.run_sync(append, entry, *args)
+        except Exception:
+            log.exception("audit record for %s %s could not be appended", entry.get("method"), entry.get("endpoint"))
+
+
 def _failure(exc: BaseException) -> str:
     """How a request that raised ends up in its record."""
     if isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -308,4 +309,4 @@ def refusal(scope: Scope, status: int, error: str, token: str | None) -> dict[st
     }
 
 
-__all__ = ["Auditing", "error_summary", "refusal", "request_params"]
+__all__ = ["Auditing", "append_shielded", "error_summary", "refusal", "request_params"]

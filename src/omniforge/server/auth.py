@@ -11,19 +11,15 @@ A refused /v1 request (401, 403, 429) gets its own audit record here, since noth
 from __future__ import annotations
 
 import hmac
-import logging
 
-import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import AuthenticationError, OmniforgeError, PermissionDeniedError
 from ..governance.audit import AuditLog
 from ..governance.keys import KeyRecord, KeyStore, RateLimiter, admin_record
-from .audit import AUDITED_PREFIX, refusal
+from .audit import AUDITED_PREFIX, append_shielded, refusal
 from .errors import error_response
-
-log = logging.getLogger("omniforge.server")
 
 UNAUTHENTICATED_PATHS = frozenset({"/health"})
 
@@ -91,12 +87,7 @@ class KeyAuth:
             return
         header = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
         token = header.partition(" ")[2].strip() or None
-        entry = refusal(scope, err.status_code, f"{err.code}: {str(err)[:300]}", token)
-        with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(self.audit.append, entry)
-            except Exception:
-                log.exception("audit record of a refused request to %s could not be appended", scope.get("path"))
+        await append_shielded(self.audit.append, refusal(scope, err.status_code, f"{err.code}: {str(err)[:300]}", token))
 
 
 __all__ = ["UNAUTHENTICATED_PATHS", "KeyAuth"]

@@ -17,7 +17,7 @@ import uvicorn
 
 from ..config import Settings, load_settings
 from ..errors import InvalidRequestError, OmniforgeError
-from ..governance.keys import KeyStore
+from ..governance.keys import store_has_keys
 from ..service import Service
 from .app import create_app
 
@@ -29,7 +29,7 @@ def _banner(settings: Settings, service: Service) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{shown}:{settings.port}"
     lines = [f"omniforge serving on {url}  (OpenAI base_url: {url}/v1)"]
-    if settings.api_keys or _store_has_keys(settings, active_only=False):
+    if settings.api_keys or store_has_keys(settings.home, active_only=False):
         lines.append("  auth: bearer API key required (settings.api_keys or `omniforge keys`)")
     lines.append("  models:")
     for spec in service.models():
@@ -56,20 +56,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _store_has_keys(settings: Settings, active_only: bool = True) -> bool:
-    path = settings.home / "keys.db"
-    if not path.exists():
-        return False
-    store = KeyStore(path)
-    try:
-        return store.has_keys(active_only=active_only)
-    finally:
-        store.close()
-
-
 def check_exposure(settings: Settings) -> None:
     """Refuse to serve beyond this machine with no API key: anyone on the network could use it."""
-    if is_loopback(settings.host) or settings.api_keys or _store_has_keys(settings):
+    if is_loopback(settings.host) or settings.api_keys or store_has_keys(settings.home):
         return
     raise InvalidRequestError(
         f"refusing to serve on {settings.host or '0.0.0.0'} without an API key: set api_keys (OMNIFORGE_API_KEYS) "

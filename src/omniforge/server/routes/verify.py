@@ -15,19 +15,14 @@ router = APIRouter(tags=["provenance"])
 @router.post("/v1/verify")
 async def verify_file(request: Request, file: Annotated[UploadFile, File()],
                       model: Annotated[str | None, Form()] = None) -> dict[str, Any]:
-    from ...governance.provenance import sniff_media_type, verify
+    from ...governance.provenance import verify
+    from ...governance.textmark import as_text, verify_text
 
     service = service_of(request)
     data = await read_upload(request, file, "file", "the file to verify")
     media_type = file.content_type if file.content_type and file.content_type != "application/octet-stream" else None
-    if (media_type or "").startswith("text/") or (media_type is None and sniff_media_type(data) is None):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None:
-            from ...governance.textmark import verify_text
-
-            spec = await blocking(service.catalog.resolve, model, "text")
-            return await blocking(verify_text, text, spec, service.settings)
+    text = as_text(data, media_type)
+    if text is not None:
+        spec = await blocking(service.catalog.resolve, model, "text")
+        return await blocking(verify_text, text, spec, service.settings)
     return await blocking(verify, data, media_type, service.settings)
